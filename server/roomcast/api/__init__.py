@@ -1,0 +1,1 @@
+"""FastAPI routers: thin adapters from HTTP and WebSocket routes to the hub."""

@@ -1,0 +1,72 @@
+"""The ``roomcast`` command: ``roomcast serve`` (more subcommands to come)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .settings import Settings
+
+__all__ = ["main", "uvicorn_config_kwargs"]
+
+
+def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
+    """The uvicorn settings roomcast runs with (see DESIGN.md)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_level": settings.log_level,
+        "lifespan": "on",
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_size,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_timeout,
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # Flags become environment settings, so every worker process sees them.
+    for name in ("host", "port", "workers", "log_level"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"ROOMCAST_{name.upper()}"] = str(value)
+    settings = Settings()
+    uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))  # type: ignore[arg-type]
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomcast", description="real-time rooms over WebSocket")
+    parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (settings: ROOMCAST_* variables)")
+    serve.add_argument("--host", help="address to bind (ROOMCAST_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (ROOMCAST_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (ROOMCAST_WORKERS)")
+    serve.add_argument(
+        "--log-level",
+        dest="log_level",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+    )
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:  # invalid settings
+        print(f"roomcast: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,139 @@
+"""The Broker interface: where positions, history and cross-process fan-out live.
+
+A broker serves one process (one hub). It assigns each published event its
+room's next offset, keeps a bounded history per room, and hands every event
+of a room this process is subscribed to back to the hub through the
+:class:`BrokerSink` it was bound to, exactly once and in offset order.
+
+Contract (tests/hub/broker_contract.py runs it against every broker):
+
+* ``publish`` returns the event with offset = previous offset + 1 in its room,
+  and the sink sees it only if this process subscribed to the room;
+* ``recover(room, since)`` returns the room's current position and, when
+  ``since`` is in the current epoch and every later event is still retained,
+  exactly those events in order with ``recovered=True``;
+* ``history`` pages backwards; ``presence_*`` keep a per-room member list;
+* after ``subscribe(room)`` returns, every later publish to ``room`` reaches
+  the sink; this is what lets the hub hand over from replay to live with no gap.
+
+Errors: a broker raises :class:`BrokerUnavailable` when it cannot do what was
+asked right now (the client gets ``unavailable``); never a silent drop.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..protocol.events import Event, Notice, Position
+
+__all__ = [
+    "Broker",
+    "BrokerSink",
+    "BrokerUnavailable",
+    "HistoryPage",
+    "PresenceEntry",
+    "Recovery",
+]
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot serve the request now (e.g. Redis is down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    conn: str
+    user: str
+    joined: float
+
+    def to_dict(self) -> dict[str, str | float]:
+        return {"conn": self.conn, "user": self.user, "joined": self.joined}
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a subscribe with ``since`` gets back from the broker."""
+
+    position: Position
+    events: list[Event] = field(default_factory=list)
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Events with offsets below ``before``, oldest first, and the room's position."""
+
+    position: Position
+    events: list[Event]
+    more: bool
+
+
+class BrokerSink(Protocol):
+    """What a broker calls to hand events to its process (the hub)."""
+
+    def deliver(self, event: Event) -> None: ...
+
+    def deliver_notice(self, notice: Notice) -> None: ...
+
+
+class Broker(abc.ABC):
+    """Positions, history, presence and fan-out for the rooms of one process."""
+
+    def __init__(self) -> None:
+        self._sink: BrokerSink | None = None
+
+    def bind(self, sink: BrokerSink) -> None:
+        """Set the hub that receives this process's events. Once, before start."""
+        self._sink = sink
+
+    @property
+    def sink(self) -> BrokerSink:
+        if self._sink is None:
+            raise RuntimeError("broker is not bound to a hub")
+        return self._sink
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and start background work."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop background work and release connections."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the broker can serve requests now (for /readyz)."""
+        return True
+
+    @abc.abstractmethod
+    async def publish(self, room: str, data: bytes, sender: str) -> Event:
+        """Assign the next offset, append to history, fan out. Returns the event."""
+
+    @abc.abstractmethod
+    async def publish_notice(self, notice: Notice) -> None:
+        """Fan out an event without a position (not kept in history)."""
+
+    @abc.abstractmethod
+    async def subscribe(self, room: str) -> None:
+        """Start receiving ``room``'s events in this process."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, room: str) -> None:
+        """Stop receiving ``room``'s events in this process."""
+
+    @abc.abstractmethod
+    async def recover(self, room: str, since: Position | None) -> Recovery:
+        """The room's position and the retained events after ``since``."""
+
+    @abc.abstractmethod
+    async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
+        """Up to ``limit`` retained events with offset < ``before``, oldest first."""
+
+    @abc.abstractmethod
+    async def presence_add(self, room: str, entry: PresenceEntry) -> None: ...
+
+    @abc.abstractmethod
+    async def presence_remove(self, room: str, conn: str) -> None: ...
+
+    @abc.abstractmethod
+    async def presence_list(self, room: str) -> list[PresenceEntry]: ...

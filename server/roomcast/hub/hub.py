@@ -1,0 +1,239 @@
+"""The Hub: which local subscribers are in which room, and fan-out to them.
+
+Fan-out (:meth:`Hub.deliver`) is synchronous: the event's frame is encoded
+once, then offered to each live subscriber's bounded outbox. Nothing in it
+awaits, so one stalled client cannot delay any other; a subscriber whose
+outbox overflows evicts itself (see subscriber.py).
+
+Subscribing with a position is where gaps and duplicates would come from, so
+the handover from replay to live is done here, the same for every broker:
+
+1. the subscriber is registered as *pending* in the room: live events for it
+   are buffered, not sent;
+2. the process subscribes to the room at the broker (once per room; later
+   subscribers wait for that to complete), so every later event will arrive;
+3. the broker is asked for the events after ``since`` (``recover``);
+4. in one synchronous step: the caller's ``on_ready`` runs (the transport
+   queues its reply), the recovered events are queued, then the buffered live
+   events whose offset is past the last recovered one, and the subscriber
+   turns live.
+
+Everything published after step 2 is either in the recovery or in the buffer,
+and the offset filter drops what is in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from ..protocol.codes import CloseCode
+from ..protocol.events import Event, Notice, Position
+from .broker import Broker, HistoryPage, PresenceEntry, Recovery
+from .subscriber import Subscriber
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("roomcast.hub")
+
+
+class _LocalRoom:
+    __slots__ = ("live", "pending", "ready")
+
+    def __init__(self, ready: asyncio.Future[None]) -> None:
+        self.live: dict[Subscriber, None] = {}
+        self.pending: dict[Subscriber, list[Event | Notice]] = {}
+        self.ready = ready
+
+    def empty(self) -> bool:
+        return not self.live and not self.pending
+
+
+class Hub:
+    """Rooms of this process and their local subscribers."""
+
+    def __init__(self, broker: Broker, *, presence: bool = True) -> None:
+        self.broker = broker
+        self.presence_enabled = presence
+        self._rooms: dict[str, _LocalRoom] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        broker.bind(self)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    def register(self, sub: Subscriber) -> None:
+        """Count a connection as open (for shutdown and stats)."""
+        self._subscribers.add(sub)
+        self._idle.clear()
+
+    def unregister(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+        if not self._subscribers:
+            self._idle.set()
+
+    @property
+    def connections(self) -> int:
+        return len(self._subscribers)
+
+    def local_subscribers(self, room: str) -> int:
+        local = self._rooms.get(room)
+        return 0 if local is None else len(local.live)
+
+    async def shutdown(self, code: CloseCode = CloseCode.SHUTDOWN, timeout: float = 5.0) -> bool:
+        """Close every connection with ``code`` and wait until they are gone.
+
+        Queued frames are still sent before the close. Returns False if some
+        connections were still open after ``timeout`` seconds.
+        """
+        for sub in list(self._subscribers):
+            sub.close(code)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- fan-out (BrokerSink) -------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Offer ``event`` to every local subscriber of its room. Never awaits."""
+        local = self._rooms.get(event.room)
+        if local is None:
+            return
+        frame = event.frame
+        for sub in local.live:
+            sub.offer(frame)
+        if local.pending:
+            for buffer in local.pending.values():
+                buffer.append(event)
+
+    def deliver_notice(self, notice: Notice) -> None:
+        local = self._rooms.get(notice.room)
+        if local is None:
+            return
+        frame = notice.frame
+        for sub in local.live:
+            sub.offer(frame)
+        if local.pending:
+            for buffer in local.pending.values():
+                buffer.append(notice)
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    async def _join_room(self, room: str) -> _LocalRoom:
+        local = self._rooms.get(room)
+        if local is not None:
+            await asyncio.shield(local.ready)
+            return local
+        local = self._rooms[room] = _LocalRoom(asyncio.get_running_loop().create_future())
+        try:
+            await self.broker.subscribe(room)
+        except BaseException as exc:
+            if self._rooms.get(room) is local:
+                del self._rooms[room]
+            local.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            local.ready.exception()  # retrieved: waiters see it, no "never retrieved" warning
+            raise
+        local.ready.set_result(None)
+        return local
+
+    async def subscribe(
+        self,
+        sub: Subscriber,
+        room: str,
+        since: Position | None,
+        on_ready: Callable[[Recovery], object],
+    ) -> Recovery:
+        """Make ``sub`` a live subscriber of ``room``, replaying from ``since``.
+
+        ``on_ready(recovery)`` is called synchronously right before the replay
+        is queued, so a reply it queues reaches the client before any event.
+        Raises BrokerUnavailable (nothing changed) if the broker cannot serve.
+        """
+        buffer: list[Event | Notice] = []
+        local: _LocalRoom | None = None
+        try:
+            local = await self._join_room(room)
+            local.pending[sub] = buffer
+            recovery = await self.broker.recover(room, since)
+        except BaseException:
+            if local is not None:
+                local.pending.pop(sub, None)
+                await self._leave_room_if_empty(room, local)
+            raise
+        del local.pending[sub]
+        on_ready(recovery)
+        last = recovery.position.offset
+        for event in recovery.events:
+            sub.offer(event.frame)
+            last = event.offset
+        for item in buffer:
+            if isinstance(item, Event):
+                if item.offset <= last:
+                    continue
+                last = item.offset
+            sub.offer(item.frame)
+        local.live[sub] = None
+        sub.rooms.add(room)
+        if self.presence_enabled:
+            await self._announce(sub, room, "join")
+        return recovery
+
+    async def unsubscribe(self, sub: Subscriber, room: str) -> None:
+        """Remove ``sub`` from ``room``; announces the leave. Idempotent."""
+        sub.rooms.discard(room)
+        local = self._rooms.get(room)
+        if local is None or sub not in local.live:
+            return
+        del local.live[sub]
+        try:
+            if self.presence_enabled:
+                await self._announce(sub, room, "leave")
+        finally:
+            await self._leave_room_if_empty(room, local)
+
+    async def disconnect(self, sub: Subscriber) -> None:
+        """Clean up after a connection: leave every room, unregister."""
+        try:
+            for room in list(sub.rooms):
+                try:
+                    await self.unsubscribe(sub, room)
+                except Exception:  # the broker may be down; leave the rest anyway
+                    log.warning("cleanup of %s in %s failed", sub.conn_id, room, exc_info=True)
+        finally:
+            self.unregister(sub)
+
+    async def _leave_room_if_empty(self, room: str, local: _LocalRoom) -> None:
+        if local.empty() and self._rooms.get(room) is local:
+            del self._rooms[room]
+            await self.broker.unsubscribe(room)
+
+    async def _announce(self, sub: Subscriber, room: str, kind: str) -> None:
+        if kind == "join":
+            await self.broker.presence_add(room, PresenceEntry(sub.conn_id, sub.user, time.time()))
+        else:
+            await self.broker.presence_remove(room, sub.conn_id)
+        await self.broker.publish_notice(
+            Notice(kind, room, {"user": sub.user, "conn": sub.conn_id})
+        )
+
+    # -- requests --------------------------------------------------------------------
+
+    async def publish(self, room: str, data: bytes, sender: str) -> Event:
+        return await self.broker.publish(room, data, sender)
+
+    async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
+        return await self.broker.history(room, limit=limit, before=before)
+
+    async def presence(self, room: str) -> list[PresenceEntry]:
+        return await self.broker.presence_list(room)

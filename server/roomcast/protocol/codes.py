@@ -1,0 +1,99 @@
+"""Close codes and error codes: the one table clients code against.
+
+Close codes fall in ranges that tell a client what to do next:
+
+=============  ===========================================================
+1000-2999      standard WebSocket codes (RFC 6455)
+3000-3499      reconnect and resume from the last position seen
+3500-3999      do not reconnect: fix the request, the token or the client
+4000-4999      free for applications built on roomcast
+=============  ===========================================================
+
+Error codes are the stable ``code`` strings of error replies; the connection
+stays open after an error reply.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CloseCode", "ErrorCode", "close_reason", "should_reconnect"]
+
+
+class CloseCode(enum.IntEnum):
+    """Every close code the server sends, with its meaning."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003  # a binary frame; the protocol is text only
+    POLICY = 1008
+    TOO_BIG = 1009  # a frame over the size limit
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+
+    # 3000-3499: reconnect and resume.
+    SHUTDOWN = 3000
+    SLOW_CONSUMER = 3001
+    BROKER_LOST = 3002
+    TOKEN_EXPIRED = 3003
+    RATE_LIMITED = 3004
+
+    # 3500-3999: do not reconnect.
+    UNAUTHORIZED = 3500
+    FORBIDDEN = 3501
+    PROTOCOL_VIOLATION = 3502
+
+
+_REASONS: dict[CloseCode, str] = {
+    CloseCode.NORMAL: "normal closure",
+    CloseCode.GOING_AWAY: "going away",
+    CloseCode.UNSUPPORTED_DATA: "binary frames are not supported",
+    CloseCode.POLICY: "policy violation",
+    CloseCode.TOO_BIG: "frame too large",
+    CloseCode.INTERNAL_ERROR: "internal error",
+    CloseCode.SERVICE_RESTART: "service restart",
+    CloseCode.TRY_AGAIN_LATER: "try again later",
+    CloseCode.SHUTDOWN: "server shutdown",
+    CloseCode.SLOW_CONSUMER: "slow consumer",
+    CloseCode.BROKER_LOST: "broker lost",
+    CloseCode.TOKEN_EXPIRED: "token expired",
+    CloseCode.RATE_LIMITED: "rate limited",
+    CloseCode.UNAUTHORIZED: "unauthorized",
+    CloseCode.FORBIDDEN: "forbidden",
+    CloseCode.PROTOCOL_VIOLATION: "protocol violation",
+}
+
+
+def close_reason(code: CloseCode) -> str:
+    """The short reason sent with ``code`` (always under the 123-byte limit)."""
+    return _REASONS[code]
+
+
+def should_reconnect(code: int) -> bool:
+    """Whether a client that saw close ``code`` should reconnect and resume.
+
+    Standard codes other than the 1008/1003 policy family mean "reconnect";
+    3000-3499 mean "reconnect and resume"; 3500-3999 mean "stop and report".
+    Application codes (4000-4999) are the application's to define: False.
+    """
+    if 3000 <= code <= 3499:
+        return True
+    if 3500 <= code <= 4999:
+        return False
+    return code not in (CloseCode.UNSUPPORTED_DATA, CloseCode.POLICY, CloseCode.TOO_BIG)
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an error reply: ``{"id": 3, "ok": false, "error": {...}}``."""
+
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_OP = "unknown_op"
+    NOT_SUBSCRIBED = "not_subscribed"
+    ROOM_INVALID = "room_invalid"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"

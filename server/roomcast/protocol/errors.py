@@ -1,0 +1,61 @@
+"""The protocol's exceptions.
+
+::
+
+    RoomcastError
+     +-- RequestError          answered with an error reply; the connection stays
+     |    +-- (code: ErrorCode, message, request_id)
+     +-- ConnectionClosing     the connection must be closed with ``close_code``
+          +-- ProtocolViolation  3502: too many bad frames
+          +-- UnsupportedData    1003: a binary frame
+          +-- FrameTooLarge      1009: a frame over the size limit
+"""
+
+from __future__ import annotations
+
+from .codes import CloseCode, ErrorCode, close_reason
+
+__all__ = [
+    "ConnectionClosing",
+    "FrameTooLarge",
+    "ProtocolViolation",
+    "RequestError",
+    "RoomcastError",
+    "UnsupportedData",
+]
+
+
+class RoomcastError(Exception):
+    """Base of every error roomcast raises on purpose."""
+
+
+class RequestError(RoomcastError):
+    """A request that gets an error reply: ``{"id", "ok": false, "error"}``."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class ConnectionClosing(RoomcastError):
+    """The connection must be closed with :attr:`close_code`."""
+
+    close_code: CloseCode = CloseCode.PROTOCOL_VIOLATION
+
+    @property
+    def reason(self) -> str:
+        return close_reason(self.close_code)
+
+
+class ProtocolViolation(ConnectionClosing):
+    close_code = CloseCode.PROTOCOL_VIOLATION
+
+
+class UnsupportedData(ConnectionClosing):
+    close_code = CloseCode.UNSUPPORTED_DATA
+
+
+class FrameTooLarge(ConnectionClosing):
+    close_code = CloseCode.TOO_BIG

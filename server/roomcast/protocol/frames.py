@@ -1,0 +1,113 @@
+"""Client frames: one JSON object per text frame, selected by ``op``.
+
+These pydantic models are the single description of what a client may send;
+the codec validates against them and docs/protocol.md is written from them.
+Unknown fields are ignored so that newer clients can talk to older servers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "ROOM_PATTERN",
+    "Connect",
+    "History",
+    "Ping",
+    "Presence",
+    "Publish",
+    "Request",
+    "Since",
+    "Subscribe",
+    "Unsubscribe",
+    "is_valid_room",
+    "namespace_of",
+]
+
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+RequestId = Annotated[int | None, Field(default=None)]
+
+
+def is_valid_room(room: str) -> bool:
+    """1-128 characters of letters, digits and ``_ . : -``."""
+    return ROOM_PATTERN.fullmatch(room) is not None
+
+
+def namespace_of(room: str) -> str:
+    """The part of a room name before its first ``:`` ("" when there is none)."""
+    head, sep, _ = room.partition(":")
+    return head if sep else ""
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class Since(_Frame):
+    """The last position a client saw in a room."""
+
+    epoch: Annotated[str, Field(min_length=1, max_length=64)]
+    offset: Annotated[int, Field(ge=0)]
+
+
+class Connect(_Frame):
+    op: Literal["connect"]
+    id: RequestId
+    name: Annotated[str | None, Field(default=None, min_length=1, max_length=64)]
+    token: Annotated[str | None, Field(default=None, max_length=8192)]
+
+
+class Subscribe(_Frame):
+    op: Literal["subscribe"]
+    id: RequestId
+    room: str
+    since: Since | None = None
+
+
+class Unsubscribe(_Frame):
+    op: Literal["unsubscribe"]
+    id: RequestId
+    room: str
+
+
+class Publish(_Frame):
+    op: Literal["publish"]
+    id: RequestId
+    room: str
+    data: JsonValue
+
+
+class History(_Frame):
+    op: Literal["history"]
+    id: RequestId
+    room: str
+    limit: Annotated[int, Field(default=50, ge=1, le=1000)]
+    before: Annotated[int | None, Field(default=None, ge=1)]
+
+
+class Presence(_Frame):
+    op: Literal["presence"]
+    id: RequestId
+    room: str
+
+
+class Ping(_Frame):
+    op: Literal["ping"]
+    id: RequestId
+
+
+Request = Connect | Subscribe | Unsubscribe | Publish | History | Presence | Ping
+
+MODELS: dict[str, type[_Frame]] = {
+    "connect": Connect,
+    "subscribe": Subscribe,
+    "unsubscribe": Unsubscribe,
+    "publish": Publish,
+    "history": History,
+    "presence": Presence,
+    "ping": Ping,
+}

@@ -1,0 +1,62 @@
+"""All of roomcast's settings, in one class. Environment prefix: ``ROOMCAST_``.
+
+Every limit the server enforces is a named setting here; docs/operations.md
+lists them. CLI flags of ``roomcast serve`` override the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
+
+    # -- serving -------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: Count = 1
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    graceful_shutdown_timeout: Positive = 10.0
+    """Seconds uvicorn waits for connections and tasks to finish on shutdown."""
+    drain_timeout: Positive = 5.0
+    """Seconds to wait for sockets to take their 3000 close before uvicorn's own shutdown."""
+
+    # -- WebSocket -----------------------------------------------------------------
+    ws_max_size: Count = 128 * 1024
+    """Largest incoming frame in bytes; a larger one closes the connection with 1009."""
+    ws_ping_interval: Positive = 20.0
+    ws_ping_timeout: Positive = 20.0
+    """A peer that does not answer a WebSocket ping within this many seconds is dropped."""
+    ws_per_message_deflate: bool = False
+
+    # -- per connection ------------------------------------------------------------
+    outbox_max_messages: Count = 1000
+    outbox_max_bytes: Count = 4 * 1024 * 1024
+    """A connection whose outbox exceeds either bound is closed 3001 (slow consumer)."""
+    slow_close_timeout: Positive = 5.0
+    """Seconds to try delivering the 3001 close to a slow consumer before giving up."""
+    max_payload_bytes: Count = 64 * 1024
+    """Largest ``data`` of one publish, encoded as JSON; larger gets ``too_large``."""
+    max_subscriptions: Count = 100
+    max_bad_frames: Count = 20
+    """Malformed frames a connection may send before it is closed with 3502."""
+
+    # -- rooms and history ------------------------------------------------------------
+    history_size: Count = 1000
+    """Events kept per room for resume and history (memory and Redis brokers)."""
+    room_ttl: Positive = 3600.0
+    """Seconds an unused room's history is kept once nobody is subscribed."""
+    presence: bool = True
+
+    # -- services ------------------------------------------------------------------
+    redis_url: str | None = None
+    """Set to use the Redis broker (several workers or machines); unset: memory broker."""

@@ -1,0 +1,137 @@
+"""The WebSocket transport: one reader and one writer per connection.
+
+The connection's own task (the ASGI endpoint) is the reader: it receives
+frames, feeds them to the session and dispatch, and queues replies in the
+subscriber's outbox. A writer task drains that outbox to the socket, so the
+hub's fan-out never waits on this socket.
+
+Closing, by who starts it:
+
+* the peer: the reader sees the disconnect, marks the subscriber gone, and the
+  writer stops without sending anything more;
+* the protocol (1003, 1009, 3502): the reader marks the subscriber closing with
+  the code; the writer sends what is queued (the error replies) and closes;
+* the hub (3001 slow consumer, 3000 shutdown): the writer closes, and if the
+  close cannot be delivered within ``slow_close_timeout`` it stops the reader,
+  so the connection is released either way.
+
+After both stop, the hub removes the subscriber from its rooms (presence
+leave) and unregisters it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..hub.hub import Hub
+from ..hub.subscriber import Subscriber
+from ..protocol.codes import CloseCode, close_reason
+from ..protocol.errors import ConnectionClosing
+from ..protocol.session import Session, SessionLimits
+from ..settings import Settings
+from .dispatch import handle_text
+
+__all__ = ["serve_websocket"]
+
+log = logging.getLogger("roomcast.websocket")
+
+
+def new_connection_id() -> str:
+    return secrets.token_hex(6)
+
+
+def anonymous_name() -> str:
+    return f"anon-{secrets.token_hex(3)}"
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    return SessionLimits(
+        max_frame_bytes=settings.ws_max_size,
+        max_payload_bytes=settings.max_payload_bytes,
+        max_subscriptions=settings.max_subscriptions,
+        max_bad_frames=settings.max_bad_frames,
+    )
+
+
+async def _write(ws: WebSocket, sub: Subscriber, close_timeout: float) -> None:
+    """Drain ``sub``'s outbox to the socket, then send its close."""
+    try:
+        while True:
+            frame = sub.pop()
+            if frame is None:
+                if sub.close_code is not None:
+                    break
+                await sub.wait()
+                continue
+            await ws.send_text(frame)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        sub.close(CloseCode.GOING_AWAY, peer_gone=True)
+        return
+    if sub.peer_gone or sub.close_code is None:
+        return
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        async with asyncio.timeout(close_timeout):
+            await ws.close(sub.close_code, close_reason(sub.close_code))
+
+
+async def _read(ws: WebSocket, hub: Hub, sub: Subscriber, session: Session) -> None:
+    """Receive frames until the peer leaves or the connection must close."""
+    while not sub.closing:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            sub.close(CloseCode.GOING_AWAY, peer_gone=True)
+            return
+        text = message.get("text")
+        try:
+            if text is None:
+                session.receive_binary()
+            else:
+                await handle_text(text, hub, sub, session)
+        except ConnectionClosing as exc:
+            sub.close(exc.close_code)
+            return
+
+
+async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
+    """Run one WebSocket connection from accept to cleanup."""
+    await ws.accept()
+    sub = Subscriber(
+        new_connection_id(),
+        anonymous_name(),
+        max_messages=settings.outbox_max_messages,
+        max_bytes=settings.outbox_max_bytes,
+    )
+    session = Session(session_limits(settings), sub.rooms)
+    hub.register(sub)
+    reader = asyncio.current_task()
+    assert reader is not None
+    writer = asyncio.create_task(_write(ws, sub, settings.slow_close_timeout))
+    stopped_by_writer = False
+
+    def writer_done(_: asyncio.Task[None]) -> None:
+        nonlocal stopped_by_writer
+        if not sub.peer_gone and not reader.done():
+            stopped_by_writer = True
+            reader.cancel()
+
+    writer.add_done_callback(writer_done)
+    try:
+        await _read(ws, hub, sub, session)
+    except asyncio.CancelledError:
+        if not stopped_by_writer:
+            raise
+        reader.uncancel()
+    except (WebSocketDisconnect, OSError):
+        sub.close(CloseCode.GOING_AWAY, peer_gone=True)
+    finally:
+        writer.remove_done_callback(writer_done)
+        if not sub.closing:
+            sub.close(CloseCode.INTERNAL_ERROR)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        await hub.disconnect(sub)
