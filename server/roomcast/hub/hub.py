@@ -173,16 +173,15 @@ class Hub:
             raise
         del local.pending[sub]
         on_ready(recovery)
-        last = recovery.position.offset
-        for event in recovery.events:
-            sub.offer(event.frame)
-            last = event.offset
+        frames = [event.frame for event in recovery.events]
+        last = recovery.events[-1].offset if recovery.events else recovery.position.offset
         for item in buffer:
             if isinstance(item, Event):
                 if item.offset <= last:
                     continue
                 last = item.offset
-            sub.offer(item.frame)
+            frames.append(item.frame)
+        sub.offer_replay(frames)
         local.live[sub] = None
         sub.rooms.add(room)
         if self.presence_enabled:

@@ -10,12 +10,18 @@ resumes from history.
 
 The writer side (a transport) must loop::
 
-    while (frame := sub.pop()) is not None or not sub.closing:
+    while True:
+        frame = sub.pop()
         if frame is None:
+            if sub.closing:
+                break
             await sub.wait()
         else:
             await send(frame)
-    # then close the connection with sub.close_code, unless the peer is gone
+    # then close the connection with sub.close_code, unless sub.peer_gone
+
+and set :attr:`Subscriber.on_evict` to something that stops that loop even
+while it is blocked in ``send`` on a peer that stopped reading.
 
 Objects here hold no references back to the hub, so they form no cycles.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from ..protocol.codes import CloseCode
 
@@ -35,12 +42,15 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
+        "_credit",
+        "_credit_bytes",
         "_outbox",
         "_waiter",
         "close_code",
         "conn_id",
         "max_bytes",
         "max_messages",
+        "on_evict",
         "peer_gone",
         "rooms",
         "user",
@@ -54,8 +64,12 @@ class Subscriber:
         self.rooms: set[str] = set()  # maintained by the hub
         self.close_code: CloseCode | None = None
         self.peer_gone = False
+        self.on_evict: Callable[[], object] | None = None
+        """Called once on eviction; the transport uses it to stop a blocked writer."""
         self._outbox: deque[str] = deque()
         self._bytes = 0
+        self._credit = 0  # frames queued by offer_replay, not yet sent
+        self._credit_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
 
     # -- hub side ---------------------------------------------------------------
@@ -66,15 +80,39 @@ class Subscriber:
             return False
         self._outbox.append(frame)
         self._bytes += len(frame)
-        if len(self._outbox) > self.max_messages or self._bytes > self.max_bytes:
+        if (
+            len(self._outbox) > self.max_messages + self._credit
+            or self._bytes > self.max_bytes + self._credit_bytes
+        ):
             self.close(CloseCode.SLOW_CONSUMER, discard=True)
+            if self.on_evict is not None:
+                self.on_evict()
             return False
+        self._wake()
+        return True
+
+    def offer_replay(self, frames: list[str]) -> None:
+        """Queue a subscribe's replay without counting it against the bounds.
+
+        A resume may replay up to a whole room history at once; the bounds are
+        raised by the replay's size until that many frames have been sent, so
+        only live traffic a client cannot keep up with evicts it.
+        """
+        if self.close_code is not None or not frames:
+            return
+        size = sum(map(len, frames))
+        self._outbox.extend(frames)
+        self._bytes += size
+        self._credit += len(frames)
+        self._credit_bytes += size
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        return True
 
     def close(self, code: CloseCode, *, discard: bool = False, peer_gone: bool = False) -> None:
         """Mark closing with ``code``; the writer sends what is queued, then closes.
@@ -89,12 +127,8 @@ class Subscriber:
             self.peer_gone = True
         if discard or peer_gone:
             self._outbox.clear()
-            self._bytes = 0
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            self._bytes = self._credit = self._credit_bytes = 0
+        self._wake()
 
     # -- writer side ------------------------------------------------------------
 
@@ -112,6 +146,9 @@ class Subscriber:
             return None
         frame = self._outbox.popleft()
         self._bytes -= len(frame)
+        if self._credit:
+            self._credit -= 1
+            self._credit_bytes = max(0, self._credit_bytes - len(frame))
         return frame
 
     async def wait(self) -> None:

@@ -11,9 +11,13 @@ Closing, by who starts it:
   writer stops without sending anything more;
 * the protocol (1003, 1009, 3502): the reader marks the subscriber closing with
   the code; the writer sends what is queued (the error replies) and closes;
-* the hub (3001 slow consumer, 3000 shutdown): the writer closes, and if the
-  close cannot be delivered within ``slow_close_timeout`` it stops the reader,
-  so the connection is released either way.
+* the hub (3000 shutdown): the writer sends what is queued and stops, which
+  stops the reader; the connection's task then sends the close;
+* eviction (3001 slow consumer): the outbox is dropped and the writer task is
+  cancelled even if it is blocked in a send to a peer that stopped reading;
+  the close is then tried for at most ``slow_close_timeout`` seconds (it can
+  only go out once the peer reads again), so the connection is released
+  either way.
 
 After both stop, the hub removes the subscriber from its rooms (presence
 leave) and unregisters it.
@@ -58,25 +62,19 @@ def session_limits(settings: Settings) -> SessionLimits:
     )
 
 
-async def _write(ws: WebSocket, sub: Subscriber, close_timeout: float) -> None:
-    """Drain ``sub``'s outbox to the socket, then send its close."""
+async def _write(ws: WebSocket, sub: Subscriber) -> None:
+    """Drain ``sub``'s outbox to the socket until it is closing and empty."""
     try:
         while True:
             frame = sub.pop()
             if frame is None:
                 if sub.close_code is not None:
-                    break
+                    return
                 await sub.wait()
                 continue
             await ws.send_text(frame)
     except (WebSocketDisconnect, RuntimeError, OSError):
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
-        return
-    if sub.peer_gone or sub.close_code is None:
-        return
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
-        async with asyncio.timeout(close_timeout):
-            await ws.close(sub.close_code, close_reason(sub.close_code))
 
 
 async def _read(ws: WebSocket, hub: Hub, sub: Subscriber, session: Session) -> None:
@@ -97,6 +95,13 @@ async def _read(ws: WebSocket, hub: Hub, sub: Subscriber, session: Session) -> N
             return
 
 
+async def _close(ws: WebSocket, code: CloseCode, timeout: float) -> None:
+    """Send the close frame; give up after ``timeout`` (a peer that stopped reading)."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            await ws.close(code, close_reason(code))
+
+
 async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
     """Run one WebSocket connection from accept to cleanup."""
     await ws.accept()
@@ -110,28 +115,32 @@ async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
     hub.register(sub)
     reader = asyncio.current_task()
     assert reader is not None
-    writer = asyncio.create_task(_write(ws, sub, settings.slow_close_timeout))
-    stopped_by_writer = False
+    writer = asyncio.create_task(_write(ws, sub), name=f"roomcast-writer-{sub.conn_id}")
+    sub.on_evict = writer.cancel
+    reading = True
 
     def writer_done(_: asyncio.Task[None]) -> None:
-        nonlocal stopped_by_writer
-        if not sub.peer_gone and not reader.done():
-            stopped_by_writer = True
+        # The writer ends on its own only when the hub closed this subscriber
+        # (eviction or shutdown): stop waiting for frames from the peer.
+        if reading and not sub.peer_gone:
             reader.cancel()
 
     writer.add_done_callback(writer_done)
     try:
         await _read(ws, hub, sub, session)
     except asyncio.CancelledError:
-        if not stopped_by_writer:
+        if not (sub.closing and writer.done()):
             raise
         reader.uncancel()
     except (WebSocketDisconnect, OSError):
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
     finally:
-        writer.remove_done_callback(writer_done)
+        reading = False
         if not sub.closing:
             sub.close(CloseCode.INTERNAL_ERROR)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
+        if not sub.peer_gone and sub.close_code is not None:
+            await _close(ws, sub.close_code, settings.slow_close_timeout)
+        sub.on_evict = None
         await hub.disconnect(sub)

@@ -1,0 +1,69 @@
+"""A small protocol client for tests: requests with ids, events kept in order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+RECV_TIMEOUT = 10.0
+
+
+class Client:
+    """One WebSocket connection speaking roomcast protocol v1."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.events: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def open(cls, url: str, name: str | None = None, **kwargs: Any) -> Client:
+        client = cls(await connect(url, open_timeout=10, **kwargs))
+        if name is not None:
+            await client.request("connect", name=name)
+        return client
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.conn.recv(), timeout)
+        frame = json.loads(raw)
+        assert isinstance(frame, dict)
+        return frame
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.conn.send(json.dumps(frame))
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send a request; return its reply. Events received meanwhile are kept."""
+        rid = next(self._ids)
+        await self.send({"op": op, "id": rid, **fields})
+        return await self.reply(rid)
+
+    async def reply(self, rid: int | None) -> dict[str, Any]:
+        while True:
+            frame = await self.recv()
+            if "type" in frame:
+                self.events.append(frame)
+            elif frame.get("id") == rid:
+                return frame
+
+    async def event(self, kind: str = "message", timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """The next event of ``kind`` (earlier events of other kinds are dropped)."""
+        while True:
+            if self.events:
+                frame = self.events.pop(0)
+            else:
+                frame = await self.recv(timeout)
+                if "type" not in frame:
+                    continue
+            if frame["type"] == kind:
+                return frame
+
+    async def messages(self, count: int, timeout: float = RECV_TIMEOUT) -> list[dict[str, Any]]:
+        return [await self.event("message", timeout) for _ in range(count)]

@@ -1,0 +1,215 @@
+"""The contract every Broker must meet. Subclass it with a ``make_broker`` fixture.
+
+class TestMyBroker(BrokerContract):
+    @pytest.fixture
+    async def make_broker(self): ...  # yields a factory: (history_size) -> started broker
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from roomcast.hub.broker import Broker, PresenceEntry
+from roomcast.protocol.events import Event, Notice, Position
+
+MakeBroker = Callable[..., Awaitable[Broker]]
+
+
+class RecordingSink:
+    """A hub stand-in that records what the broker delivers, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.notices: list[Notice] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def deliver_notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+
+async def bound(make_broker: MakeBroker, **options: object) -> tuple[Broker, RecordingSink]:
+    sink = RecordingSink()
+    broker = await make_broker(sink=sink, **options)
+    return broker, sink
+
+
+async def publish_n(broker: Broker, room: str, n: int) -> list[Event]:
+    return [await broker.publish(room, b'{"n":%d}' % i, "tester") for i in range(n)]
+
+
+class BrokerContract:
+    @pytest.fixture
+    def make_broker(self) -> MakeBroker:
+        raise NotImplementedError
+
+    async def test_offsets_start_at_1_and_increase_by_one_in_one_epoch(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        events = await publish_n(broker, "r1", 5)
+        assert [e.offset for e in events] == [1, 2, 3, 4, 5]
+        assert len({e.epoch for e in events}) == 1
+        assert all(e.room == "r1" and e.sender == "tester" for e in events)
+
+    async def test_rooms_have_independent_offsets_and_epochs(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker)
+        await publish_n(broker, "a", 3)
+        (b1,) = await publish_n(broker, "b", 1)
+        assert b1.offset == 1
+
+    async def test_only_subscribed_rooms_reach_the_sink_in_order(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("in")
+        await publish_n(broker, "out", 2)
+        published = await publish_n(broker, "in", 10)
+        await sink_has(sink, 10)
+        assert [(e.room, e.offset) for e in sink.events] == [(e.room, e.offset) for e in published]
+        assert sink.events[0].data == b'{"n":0}'
+
+    async def test_unsubscribe_stops_delivery(self, make_broker: MakeBroker) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("r")
+        await publish_n(broker, "r", 1)
+        await sink_has(sink, 1)
+        await broker.unsubscribe("r")
+        await publish_n(broker, "r", 3)
+        await broker.subscribe("other")
+        await publish_n(broker, "other", 1)  # a marker: everything before it has arrived
+        await sink_has(sink, 2)
+        assert [e.room for e in sink.events] == ["r", "other"]
+
+    async def test_recover_without_since_gives_the_position_and_no_events(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        events = await publish_n(broker, "r", 3)
+        rec = await broker.recover("r", None)
+        assert rec.position == Position(events[0].epoch, 3)
+        assert (rec.events, rec.recovered) == ([], False)
+
+    async def test_a_fresh_room_is_at_offset_0(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker)
+        rec = await broker.recover("fresh", None)
+        assert rec.position.offset == 0
+        assert rec.position.epoch
+
+    async def test_recover_since_a_retained_position_returns_every_later_event(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker, history_size=10)
+        events = await publish_n(broker, "r", 8)
+        rec = await broker.recover("r", Position(events[0].epoch, 3))
+        assert rec.recovered
+        assert [e.offset for e in rec.events] == [4, 5, 6, 7, 8]
+        assert rec.events[0].data == b'{"n":3}'
+        assert rec.position.offset == 8
+
+    async def test_recover_at_the_current_position_is_complete_and_empty(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        events = await publish_n(broker, "r", 2)
+        rec = await broker.recover("r", events[-1].position)
+        assert (rec.recovered, rec.events) == (True, [])
+
+    async def test_recover_from_offset_0_of_the_epoch_replays_everything_retained(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        events = await publish_n(broker, "r", 3)
+        rec = await broker.recover("r", Position(events[0].epoch, 0))
+        assert rec.recovered
+        assert [e.offset for e in rec.events] == [1, 2, 3]
+
+    async def test_recover_from_another_epoch_is_not_recovered(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        await publish_n(broker, "r", 2)
+        rec = await broker.recover("r", Position("other-epoch", 1))
+        assert (rec.recovered, rec.events) == (False, [])
+
+    async def test_recover_from_a_future_offset_is_not_recovered(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        events = await publish_n(broker, "r", 2)
+        rec = await broker.recover("r", Position(events[0].epoch, 99))
+        assert (rec.recovered, rec.events) == (False, [])
+
+    async def test_recover_past_the_history_window_is_not_recovered(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker, history_size=5)
+        events = await publish_n(broker, "r", 12)
+        epoch = events[0].epoch
+        assert not (await broker.recover("r", Position(epoch, 6))).recovered
+        rec = await broker.recover("r", Position(epoch, 7))  # 8..12 are the 5 retained
+        assert rec.recovered
+        assert [e.offset for e in rec.events] == [8, 9, 10, 11, 12]
+
+    async def test_history_pages_backwards_oldest_first(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker, history_size=20)
+        await publish_n(broker, "r", 12)
+        page = await broker.history("r", limit=5, before=None)
+        assert [e.offset for e in page.events] == [8, 9, 10, 11, 12]
+        assert page.more
+        page = await broker.history("r", limit=5, before=8)
+        assert [e.offset for e in page.events] == [3, 4, 5, 6, 7]
+        page = await broker.history("r", limit=5, before=3)
+        assert [e.offset for e in page.events] == [1, 2]
+        assert not page.more
+        assert page.position.offset == 12
+
+    async def test_history_stops_at_the_retained_window(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker, history_size=4)
+        await publish_n(broker, "r", 10)
+        page = await broker.history("r", limit=50, before=None)
+        assert [e.offset for e in page.events] == [7, 8, 9, 10]
+        assert not page.more
+        assert (await broker.history("r", limit=5, before=5)).events == []
+
+    async def test_history_of_an_empty_room_is_empty(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker)
+        page = await broker.history("nothing", limit=10, before=None)
+        assert (page.events, page.more, page.position.offset) == ([], False, 0)
+
+    async def test_presence_lists_added_entries_until_removed(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        await broker.presence_add("r", PresenceEntry("c1", "ann", 1.0))
+        await broker.presence_add("r", PresenceEntry("c2", "bob", 2.0))
+        await broker.presence_add("other", PresenceEntry("c3", "cy", 3.0))
+        assert {e.user for e in await broker.presence_list("r")} == {"ann", "bob"}
+        await broker.presence_remove("r", "c1")
+        assert [e.conn for e in await broker.presence_list("r")] == ["c2"]
+        await broker.presence_remove("r", "unknown")
+        assert await broker.presence_list("empty") == []
+
+    async def test_notices_reach_subscribed_rooms_and_are_not_history(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("r")
+        await broker.publish_notice(Notice("join", "r", {"user": "ann", "conn": "c1"}))
+        await broker.publish_notice(Notice("join", "elsewhere", {"user": "x", "conn": "c9"}))
+        await publish_n(broker, "r", 1)
+        await sink_has(sink, 1)
+        assert [(n.kind, n.room) for n in sink.notices] == [("join", "r")]
+        assert [e.offset for e in (await broker.history("r", limit=10, before=None)).events] == [1]
+
+
+async def sink_has(sink: RecordingSink, count: int, timeout: float = 5.0) -> None:
+    """Wait until ``sink`` holds ``count`` events (brokers may deliver asynchronously)."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while len(sink.events) < count:
+            await asyncio.sleep(0.01)

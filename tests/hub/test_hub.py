@@ -1,0 +1,204 @@
+"""The hub: fan-out, the replay/live handover, eviction and shutdown, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import pytest
+
+from roomcast.hub.broker import Recovery
+from roomcast.hub.hub import Hub
+from roomcast.hub.memory import MemoryBroker
+from roomcast.hub.subscriber import Subscriber
+from roomcast.protocol.codes import CloseCode
+from roomcast.protocol.events import Position
+
+
+class YieldingMemoryBroker(MemoryBroker):
+    """The memory broker, but subscribe and recover give the loop away first.
+
+    Real brokers (Redis) await the network in these calls; publishes that land
+    meanwhile are exactly what the hub's handover must neither lose nor repeat.
+    """
+
+    async def subscribe(self, room: str) -> None:
+        await asyncio.sleep(random.random() / 500)
+        await super().subscribe(room)
+
+    async def recover(self, room: str, since: Position | None) -> Recovery:
+        await asyncio.sleep(random.random() / 500)
+        result = await super().recover(room, since)
+        await asyncio.sleep(random.random() / 500)
+        return result
+
+
+def sub(name: str = "s", max_messages: int = 100_000) -> Subscriber:
+    return Subscriber(name, name, max_messages=max_messages, max_bytes=1 << 30)
+
+
+def drain(s: Subscriber) -> list[dict[str, Any]]:
+    frames = []
+    while (frame := s.pop()) is not None:
+        frames.append(json.loads(frame))
+    return frames
+
+
+def offsets(frames: list[dict[str, Any]]) -> list[int]:
+    return [f["offset"] for f in frames if f.get("type") == "message"]
+
+
+async def noop_ready(_: Recovery) -> None:
+    return None
+
+
+async def test_an_event_reaches_every_local_subscriber_once_as_the_same_frame() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    subs = [sub(str(i)) for i in range(3)]
+    for s in subs:
+        await hub.subscribe(s, "r", None, lambda rec: None)
+    await hub.publish("r", b'{"x":1}', "ann")
+    frames = [s.pop() for s in subs]
+    assert frames[0] is not None
+    assert all(f is frames[0] for f in frames)  # encoded once, shared
+    assert all(s.pop() is None for s in subs)
+
+
+async def test_the_subscribe_reply_comes_before_replayed_and_live_events() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    first = await hub.publish("r", b"1", "ann")
+    await hub.publish("r", b"2", "ann")
+    s = sub()
+    await hub.subscribe(s, "r", Position(first.epoch, 0), lambda rec: s.offer('{"reply":1}'))
+    await hub.publish("r", b"3", "ann")
+    frames = drain(s)
+    assert frames[0] == {"reply": 1}
+    assert offsets(frames) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_resume_under_concurrent_publishing_has_no_gap_and_no_duplicate(seed: int) -> None:
+    random.seed(seed)
+    hub = Hub(YieldingMemoryBroker(history_size=10_000), presence=False)
+    stop = asyncio.Event()
+    published: list[int] = []
+
+    async def publisher(n: int) -> None:
+        while not stop.is_set():
+            published.append((await hub.publish("room", b'{"p":%d}' % n, f"p{n}")).offset)
+            await asyncio.sleep(random.random() / 2000)
+
+    async def resuming_subscriber(n: int) -> list[int]:
+        seen: list[int] = []
+        since: Position | None = None
+        for _ in range(4):
+            s = sub(f"s{n}")
+            await hub.subscribe(s, "room", since, lambda rec: None)
+            await asyncio.sleep(random.random() / 100)
+            frames = drain(s)
+            await hub.unsubscribe(s, "room")
+            got = offsets(frames) + offsets(drain(s))
+            seen += got
+            if got:
+                since = Position(frames[-1]["epoch"], got[-1])
+            elif since is None:
+                since = (await hub.broker.recover("room", None)).position
+        return seen
+
+    publishers = [asyncio.create_task(publisher(n)) for n in range(3)]
+    await asyncio.sleep(0.005)
+    results = await asyncio.gather(*(resuming_subscriber(n) for n in range(8)))
+    stop.set()
+    await asyncio.gather(*publishers)
+    assert len(published) > 50
+    for seen in results:
+        assert seen, "a subscriber saw nothing"
+        assert seen == list(range(seen[0], seen[-1] + 1)), "gap or duplicate"
+
+
+async def test_a_subscriber_whose_outbox_overflows_is_evicted_and_others_get_everything() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    evicted: list[str] = []
+    slow = sub("slow", max_messages=5)
+    slow.on_evict = lambda: evicted.append("slow")
+    fast = [sub(f"f{i}") for i in range(10)]
+    for s in [slow, *fast]:
+        await hub.subscribe(s, "r", None, lambda rec: None)
+    for i in range(20):
+        await hub.publish("r", b"%d" % i, "ann")
+    assert slow.close_code is CloseCode.SLOW_CONSUMER
+    assert slow.queued == 0  # the outbox was dropped
+    assert evicted == ["slow"]
+    for s in fast:
+        assert offsets(drain(s)) == list(range(1, 21))
+
+
+async def test_presence_join_and_leave_are_announced_to_the_room() -> None:
+    hub = Hub(MemoryBroker(), presence=True)
+    ann, bob = sub("ann"), sub("bob")
+    await hub.subscribe(ann, "r", None, lambda rec: None)
+    await hub.subscribe(bob, "r", None, lambda rec: None)
+    assert {e.user for e in await hub.presence("r")} == {"ann", "bob"}
+    await hub.disconnect(bob)
+    assert [e.user for e in await hub.presence("r")] == ["ann"]
+    kinds = [(f["type"], f["user"]) for f in drain(ann)]
+    assert kinds == [("join", "ann"), ("join", "bob"), ("leave", "bob")]
+    assert bob.rooms == set()
+
+
+async def test_shutdown_closes_every_connection_and_waits_for_them() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    subs = [sub(str(i)) for i in range(3)]
+    for s in subs:
+        hub.register(s)
+
+    async def connection(s: Subscriber) -> None:
+        while s.pop() is not None or not s.closing:
+            await s.wait()
+        await hub.disconnect(s)
+
+    tasks = [asyncio.create_task(connection(s)) for s in subs]
+    assert await hub.shutdown(timeout=2)
+    assert {s.close_code for s in subs} == {CloseCode.SHUTDOWN}
+    await asyncio.gather(*tasks)
+    assert hub.connections == 0
+
+
+async def test_shutdown_reports_connections_that_do_not_go() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    hub.register(sub())
+    assert not await hub.shutdown(timeout=0.05)
+
+
+async def test_the_last_local_subscriber_leaving_unsubscribes_the_process() -> None:
+    broker = MemoryBroker()
+    hub = Hub(broker, presence=False)
+    a, b = sub("a"), sub("b")
+    await hub.subscribe(a, "r", None, lambda rec: None)
+    await hub.subscribe(b, "r", None, lambda rec: None)
+    await hub.unsubscribe(a, "r")
+    assert hub.local_subscribers("r") == 1
+    await hub.unsubscribe(b, "r")
+    assert hub.local_subscribers("r") == 0
+    assert "r" not in broker._subscribed
+
+
+async def test_a_replay_larger_than_the_outbox_bound_does_not_evict() -> None:
+    hub = Hub(MemoryBroker(history_size=500), presence=False)
+    first = await hub.publish("r", b"0", "ann")
+    for i in range(299):
+        await hub.publish("r", b"%d" % i, "ann")
+    s = sub("resumer", max_messages=10)
+    await hub.subscribe(s, "r", Position(first.epoch, 0), lambda rec: None)
+    assert s.close_code is None
+    assert s.queued == 300
+    for _ in range(295):
+        s.pop()
+    for _ in range(5):  # live traffic within the bound is fine once the replay is sent
+        await hub.publish("r", b"live", "ann")
+    assert s.close_code is None
+    for _ in range(11):  # more than max_messages of live backlog is not
+        await hub.publish("r", b"live", "ann")
+    assert s.close_code is CloseCode.SLOW_CONSUMER

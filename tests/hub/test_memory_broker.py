@@ -1,0 +1,51 @@
+"""The broker contract on the memory broker, plus what is specific to it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from roomcast.hub.broker import Broker, BrokerSink
+from roomcast.hub.memory import MemoryBroker
+from roomcast.protocol.events import Position
+
+from .broker_contract import BrokerContract, MakeBroker, RecordingSink, publish_n
+
+
+class TestMemoryBrokerContract(BrokerContract):
+    @pytest.fixture
+    async def make_broker(self) -> AsyncIterator[MakeBroker]:
+        started: list[Broker] = []
+
+        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
+            broker = MemoryBroker(history_size=history_size)
+            broker.bind(sink)
+            await broker.start()
+            started.append(broker)
+            return broker
+
+        yield make
+        for broker in started:
+            await broker.stop()
+
+
+async def test_an_idle_room_is_dropped_and_comes_back_in_a_new_epoch() -> None:
+    broker = MemoryBroker(room_ttl=10)
+    broker.bind(RecordingSink())
+    (event,) = await publish_n(broker, "r", 1)
+    assert broker.sweep(now=time.monotonic() + 5) == 0
+    assert broker.sweep(now=time.monotonic() + 11) == 1
+    rec = await broker.recover("r", Position(event.epoch, 1))
+    assert not rec.recovered
+    assert rec.position.epoch != event.epoch
+    assert rec.position.offset == 0
+
+
+async def test_a_subscribed_room_is_never_dropped() -> None:
+    broker = MemoryBroker(room_ttl=10)
+    broker.bind(RecordingSink())
+    await broker.subscribe("r")
+    await publish_n(broker, "r", 1)
+    assert broker.sweep(now=time.monotonic() + 100) == 0
