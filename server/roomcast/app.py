@@ -50,7 +50,11 @@ class Roomcast:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self.hub = Hub(make_broker(self.settings), presence=self.settings.presence)
+        self.hub = Hub(
+            make_broker(self.settings),
+            presence=self.settings.presence,
+            send_timeout=self.settings.send_timeout,
+        )
         self.router = APIRouter()
         self.router.include_router(realtime.router)
         self.router.include_router(health.router)

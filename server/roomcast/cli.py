@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .settings import Settings
@@ -13,9 +15,34 @@ from .settings import Settings
 __all__ = ["main", "uvicorn_config_kwargs"]
 
 
+def log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging setup, plus roomcast's own loggers at the same level."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
+    config["loggers"]["roomcast"] = {"handlers": ["default"], "level": level, "propagate": False}
+    return config
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """Refuse settings that would run but serve rooms wrongly."""
+    if settings.redis_url:
+        raise ValueError(
+            "ROOMCAST_REDIS_URL is set, but this build has no Redis broker yet; "
+            "unset it to run on the embedded memory broker"
+        )
+    if settings.workers > 1:
+        raise ValueError(
+            f"--workers {settings.workers} needs the Redis broker (ROOMCAST_REDIS_URL): "
+            "with the memory broker each worker would keep its own rooms"
+        )
+
+
 def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
     """The uvicorn settings roomcast runs with (see DESIGN.md)."""
     return {
+        "log_config": log_config(settings),
         "host": settings.host,
         "port": settings.port,
         "workers": settings.workers,
@@ -39,6 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"ROOMCAST_{name.upper()}"] = str(value)
     settings = Settings()
+    check_serve_settings(settings)
     uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))  # type: ignore[arg-type]
     return 0
 

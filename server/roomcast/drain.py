@@ -42,9 +42,12 @@ def drain_on_signals(drain: Callable[[], Awaitable[object]]) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     previous: dict[int, Handler] = {int(sig): signal.getsignal(sig) for sig in _SIGNALS}
     started = False
+    forwarded = False
     tasks: set[asyncio.Task[None]] = set()
 
     def forward(sig: int, frame: FrameType | None) -> None:
+        nonlocal forwarded
+        forwarded = True
         handler = previous[sig]
         if callable(handler):
             handler(sig, frame)
@@ -66,7 +69,8 @@ def drain_on_signals(drain: Callable[[], Awaitable[object]]) -> Iterator[None]:
             except Exception:
                 log.exception("drain failed")
             finally:
-                forward(sig, None)
+                if not forwarded:
+                    forward(sig, None)
 
         def spawn() -> None:
             task = loop.create_task(run())

@@ -41,9 +41,14 @@ class Settings(BaseSettings):
     # -- per connection ------------------------------------------------------------
     outbox_max_messages: Count = 1000
     outbox_max_bytes: Count = 4 * 1024 * 1024
-    """A connection whose outbox exceeds either bound is closed 3001 (slow consumer)."""
+    """A connection whose outbox exceeds either bound is closed 3001 (slow consumer).
+    Sizes are counted in characters of the encoded frames (bytes, for ASCII)."""
+    send_timeout: Positive = 10.0
+    """A connection whose writer makes no progress on one frame for this long is
+    closed 3001 (slow consumer), even when no new traffic fills its outbox."""
     slow_close_timeout: Positive = 5.0
-    """Seconds to try delivering the 3001 close to a slow consumer before giving up."""
+    """Seconds the server tries to deliver a close frame (to a peer that may have
+    stopped reading) before it releases the connection anyway."""
     max_payload_bytes: Count = 64 * 1024
     """Largest ``data`` of one publish, encoded as JSON; larger gets ``too_large``."""
     max_subscriptions: Count = 100

@@ -192,3 +192,30 @@ async def test_sigterm_closes_every_connection_with_3000_and_exits(
     # uvicorn re-raises the SIGTERM it captured once shutdown is complete.
     assert await asyncio.to_thread(server.process.wait, 15) in (0, -signal.SIGTERM)
     assert "Traceback" not in server.log()
+
+
+async def test_a_reader_that_stops_with_no_new_traffic_is_released_by_the_send_watchdog(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(
+        outbox_max_bytes=256 * 1024 * 1024, send_timeout=1, slow_close_timeout=1
+    )
+    room = "feed:watchdog"
+    watcher = await Client.open(server.ws, "watcher")
+    await watcher.request("subscribe", room=room)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    stalled = await Client.open(server.ws, "stalled", sock=sock, max_queue=1)
+    await stalled.request("subscribe", room=room)
+    # Enough to block the stalled writer, then silence: the outbox never overflows.
+    publisher = await Client.open(server.ws)
+    for n in range(120):
+        await publisher.request("publish", room=room, data={"n": n, "blob": "x" * 60_000})
+    await watcher.messages(120)
+    leave = await watcher.event("leave", timeout=15)
+    assert leave["user"] == "stalled"
+    members = (await watcher.request("presence", room=room))["result"]["members"]
+    assert [m["user"] for m in members] == ["watcher"]
+    _, code = await read_until_closed(stalled, timeout=15)
+    assert code in (None, 3001)  # the close frame may not have fitted before release

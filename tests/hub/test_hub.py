@@ -202,3 +202,34 @@ async def test_a_replay_larger_than_the_outbox_bound_does_not_evict() -> None:
     for _ in range(11):  # more than max_messages of live backlog is not
         await hub.publish("r", b"live", "ann")
     assert s.close_code is CloseCode.SLOW_CONSUMER
+
+
+def test_the_send_watchdog_evicts_a_writer_stuck_on_one_frame() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    stuck, busy, idle = sub("stuck"), sub("busy"), sub("idle")
+    evicted: list[str] = []
+    stuck.on_evict = lambda: evicted.append("stuck")
+    for s in (stuck, busy, idle):
+        hub.register(s)
+        s.offer("frame")
+        s.pop()  # each writer takes a frame...
+    idle.sending = False  # ...idle finished it and went back to waiting
+    assert hub.check_sends() == 0  # first look: nothing known yet
+    busy.offer("more")
+    busy.pop()  # busy makes progress between looks
+    assert hub.check_sends() == 0  # stuck has made no progress for one interval
+    assert hub.check_sends() == 1  # ...and now for two: evicted
+    assert stuck.close_code is CloseCode.SLOW_CONSUMER
+    assert evicted == ["stuck"]
+    assert busy.close_code is None
+    assert idle.close_code is None
+    busy.offer("more")
+    busy.pop()
+    assert hub.check_sends() == 0  # stuck is evicted once only; busy progressed
+
+
+def test_eviction_keeps_an_earlier_close_code() -> None:
+    s = sub()
+    s.close(CloseCode.SHUTDOWN)
+    s.evict()
+    assert s.close_code is CloseCode.SHUTDOWN

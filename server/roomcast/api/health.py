@@ -19,6 +19,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     broker: bool
+    draining: bool
     connections: int
 
 
@@ -34,10 +35,13 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "a dependency is unreachable"}},
 )
 async def readyz(rc: RoomcastDep, response: Response) -> Readiness:
-    """Ready to serve: the broker is reachable."""
-    ready = rc.hub.broker.ready
+    """Ready to serve: the broker is reachable and the server is not draining."""
+    ready = rc.hub.broker.ready and not rc.hub.draining
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(
-        status="ok" if ready else "unavailable", broker=ready, connections=rc.hub.connections
+        status="ok" if ready else "unavailable",
+        broker=rc.hub.broker.ready,
+        draining=rc.hub.draining,
+        connections=rc.hub.connections,
     )

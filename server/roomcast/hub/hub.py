@@ -25,6 +25,7 @@ and the offset filter drops what is in both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -54,22 +55,60 @@ class _LocalRoom:
 class Hub:
     """Rooms of this process and their local subscribers."""
 
-    def __init__(self, broker: Broker, *, presence: bool = True) -> None:
+    def __init__(
+        self, broker: Broker, *, presence: bool = True, send_timeout: float | None = None
+    ) -> None:
         self.broker = broker
         self.presence_enabled = presence
+        self.send_timeout = send_timeout
+        self.draining = False
         self._rooms: dict[str, _LocalRoom] = {}
         self._subscribers: set[Subscriber] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._watchdog: asyncio.Task[None] | None = None
         broker.bind(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
         await self.broker.start()
+        if self.send_timeout is not None:
+            self._watchdog = asyncio.create_task(
+                self._watch_sends(self.send_timeout), name="roomcast-send-watchdog"
+            )
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         await self.broker.stop()
+
+    async def _watch_sends(self, timeout: float) -> None:
+        while True:
+            await asyncio.sleep(timeout / 2)
+            self.check_sends()
+
+    def check_sends(self) -> int:
+        """Evict connections whose writer made no progress on a send since the
+        previous two calls (the peer stopped reading). Returns how many.
+
+        Called every ``send_timeout / 2`` seconds, so a send stuck for
+        ``send_timeout`` is found even when no new traffic fills the outbox.
+        """
+        evicted = 0
+        for sub in self._subscribers:
+            if sub.sending and sub.pops == sub.watched_pops:
+                sub.stalls += 1
+                if sub.stalls == 2:
+                    sub.evict()
+                    evicted += 1
+            else:
+                sub.stalls = 0
+            sub.watched_pops = sub.pops
+        return evicted
 
     def register(self, sub: Subscriber) -> None:
         """Count a connection as open (for shutdown and stats)."""
@@ -92,9 +131,11 @@ class Hub:
     async def shutdown(self, code: CloseCode = CloseCode.SHUTDOWN, timeout: float = 5.0) -> bool:
         """Close every connection with ``code`` and wait until they are gone.
 
-        Queued frames are still sent before the close. Returns False if some
+        Queued frames are still sent before the close. New connections should
+        be turned away from now on (:attr:`draining`). Returns False if some
         connections were still open after ``timeout`` seconds.
         """
+        self.draining = True
         for sub in list(self._subscribers):
             sub.close(code)
         try:

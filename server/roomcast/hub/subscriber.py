@@ -52,8 +52,12 @@ class Subscriber:
         "max_messages",
         "on_evict",
         "peer_gone",
+        "pops",
         "rooms",
+        "sending",
+        "stalls",
         "user",
+        "watched_pops",
     )
 
     def __init__(self, conn_id: str, user: str, *, max_messages: int, max_bytes: int) -> None:
@@ -64,6 +68,10 @@ class Subscriber:
         self.rooms: set[str] = set()  # maintained by the hub
         self.close_code: CloseCode | None = None
         self.peer_gone = False
+        self.pops = 0  # frames taken by the writer: progress, for the send watchdog
+        self.sending = False  # the writer holds a frame it has not finished sending
+        self.watched_pops = 0  # pops at the watchdog's last look
+        self.stalls = 0  # consecutive looks that found a send with no progress
         self.on_evict: Callable[[], object] | None = None
         """Called once on eviction; the transport uses it to stop a blocked writer."""
         self._outbox: deque[str] = deque()
@@ -84,12 +92,18 @@ class Subscriber:
             len(self._outbox) > self.max_messages + self._credit
             or self._bytes > self.max_bytes + self._credit_bytes
         ):
-            self.close(CloseCode.SLOW_CONSUMER, discard=True)
-            if self.on_evict is not None:
-                self.on_evict()
+            self.evict()
             return False
         self._wake()
         return True
+
+    def evict(self) -> None:
+        """Close as a slow consumer (3001, unless already closing with another
+        code): drop the outbox and stop the writer, once."""
+        self.close(CloseCode.SLOW_CONSUMER, discard=True)
+        hook, self.on_evict = self.on_evict, None
+        if hook is not None:
+            hook()
 
     def offer_replay(self, frames: list[str]) -> None:
         """Queue a subscribe's replay without counting it against the bounds.
@@ -146,6 +160,8 @@ class Subscriber:
             return None
         frame = self._outbox.popleft()
         self._bytes -= len(frame)
+        self.pops += 1
+        self.sending = True
         if self._credit:
             self._credit -= 1
             self._credit_bytes = max(0, self._credit_bytes - len(frame))
@@ -153,6 +169,7 @@ class Subscriber:
 
     async def wait(self) -> None:
         """Wait until a frame is offered or the subscriber is closed."""
+        self.sending = False
         if self._outbox or self.close_code is not None:
             return
         waiter = self._waiter

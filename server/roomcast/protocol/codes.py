@@ -25,7 +25,9 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002  # sent by the WebSocket layer: a malformed WebSocket frame
     UNSUPPORTED_DATA = 1003  # a binary frame; the protocol is text only
+    INVALID_DATA = 1007  # sent by the WebSocket layer: a text frame that is not UTF-8
     POLICY = 1008
     TOO_BIG = 1009  # a frame over the size limit
     INTERNAL_ERROR = 1011
@@ -48,7 +50,9 @@ class CloseCode(enum.IntEnum):
 _REASONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "normal closure",
     CloseCode.GOING_AWAY: "going away",
+    CloseCode.PROTOCOL_ERROR: "protocol error",
     CloseCode.UNSUPPORTED_DATA: "binary frames are not supported",
+    CloseCode.INVALID_DATA: "invalid UTF-8",
     CloseCode.POLICY: "policy violation",
     CloseCode.TOO_BIG: "frame too large",
     CloseCode.INTERNAL_ERROR: "internal error",
@@ -73,15 +77,28 @@ def close_reason(code: CloseCode) -> str:
 def should_reconnect(code: int) -> bool:
     """Whether a client that saw close ``code`` should reconnect and resume.
 
-    Standard codes other than the 1008/1003 policy family mean "reconnect";
     3000-3499 mean "reconnect and resume"; 3500-3999 mean "stop and report".
-    Application codes (4000-4999) are the application's to define: False.
+    Standard codes mean "reconnect" except those that say the client itself
+    sent something wrong (1002, 1003, 1007, 1008, 1009): reconnecting would
+    only repeat it. Application codes (4000-4999) are the application's to
+    define: False.
     """
     if 3000 <= code <= 3499:
         return True
     if 3500 <= code <= 4999:
         return False
-    return code not in (CloseCode.UNSUPPORTED_DATA, CloseCode.POLICY, CloseCode.TOO_BIG)
+    return code not in _CLIENT_FAULTS
+
+
+_CLIENT_FAULTS = frozenset(
+    {
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_DATA,
+        CloseCode.INVALID_DATA,
+        CloseCode.POLICY,
+        CloseCode.TOO_BIG,
+    }
+)
 
 
 class ErrorCode(enum.StrEnum):

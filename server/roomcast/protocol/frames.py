@@ -13,6 +13,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "MAX_EPOCH_LENGTH",
+    "MAX_HISTORY_PAGE",
+    "MAX_NAME_LENGTH",
+    "MAX_TOKEN_LENGTH",
     "ROOM_PATTERN",
     "Connect",
     "History",
@@ -28,6 +32,14 @@ __all__ = [
 ]
 
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+# Fixed protocol limits: part of the wire contract (docs/protocol.md), not
+# operator settings. Operator limits (frame and payload size, subscriptions,
+# bad frames) are settings and enforced by the session.
+MAX_NAME_LENGTH = 64
+MAX_EPOCH_LENGTH = 64
+MAX_TOKEN_LENGTH = 8192
+MAX_HISTORY_PAGE = 1000
 
 RequestId = Annotated[int | None, Field(default=None)]
 
@@ -50,15 +62,15 @@ class _Frame(BaseModel):
 class Since(_Frame):
     """The last position a client saw in a room."""
 
-    epoch: Annotated[str, Field(min_length=1, max_length=64)]
+    epoch: Annotated[str, Field(min_length=1, max_length=MAX_EPOCH_LENGTH)]
     offset: Annotated[int, Field(ge=0)]
 
 
 class Connect(_Frame):
     op: Literal["connect"]
     id: RequestId
-    name: Annotated[str | None, Field(default=None, min_length=1, max_length=64)]
-    token: Annotated[str | None, Field(default=None, max_length=8192)]
+    name: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)]
+    token: Annotated[str | None, Field(default=None, max_length=MAX_TOKEN_LENGTH)]
 
 
 class Subscribe(_Frame):
@@ -85,7 +97,7 @@ class History(_Frame):
     op: Literal["history"]
     id: RequestId
     room: str
-    limit: Annotated[int, Field(default=50, ge=1, le=1000)]
+    limit: Annotated[int, Field(default=50, ge=1, le=MAX_HISTORY_PAGE)]
     before: Annotated[int | None, Field(default=None, ge=1)]
 
 

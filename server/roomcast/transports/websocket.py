@@ -13,8 +13,9 @@ Closing, by who starts it:
   the code; the writer sends what is queued (the error replies) and closes;
 * the hub (3000 shutdown): the writer sends what is queued and stops, which
   stops the reader; the connection's task then sends the close;
-* eviction (3001 slow consumer): the outbox is dropped and the writer task is
-  cancelled even if it is blocked in a send to a peer that stopped reading;
+* eviction (3001 slow consumer: the outbox overflowed, or the hub's watchdog
+  saw one send make no progress for ``send_timeout``): the outbox is dropped
+  and the writer task is cancelled even if it is blocked in a send;
   the close is then tried for at most ``slow_close_timeout`` seconds (it can
   only go out once the peer reads again), so the connection is released
   either way.
@@ -105,6 +106,9 @@ async def _close(ws: WebSocket, code: CloseCode, timeout: float) -> None:
 async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
     """Run one WebSocket connection from accept to cleanup."""
     await ws.accept()
+    if hub.draining:  # shutting down: send the client elsewhere at once
+        await _close(ws, CloseCode.SHUTDOWN, settings.slow_close_timeout)
+        return
     sub = Subscriber(
         new_connection_id(),
         anonymous_name(),
@@ -138,6 +142,8 @@ async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
         reading = False
         if not sub.closing:
             sub.close(CloseCode.INTERNAL_ERROR)
+        if sub.peer_gone:
+            writer.cancel()  # it may be blocked in a send that can never finish
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
         if not sub.peer_gone and sub.close_code is not None:

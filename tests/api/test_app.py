@@ -1,0 +1,73 @@
+"""The app in process: health, readiness, draining, and mounting in a host app."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws.transport import ASGIWebSocketTransport
+
+from roomcast.app import Roomcast, create_app
+from roomcast.settings import Settings
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = ASGIWebSocketTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_healthz_and_readyz_answer_ok() -> None:
+    app = create_app(Settings())
+    async with running(app) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ok"
+
+
+async def test_while_draining_readyz_is_503_and_new_sockets_are_closed_3000() -> None:
+    app = create_app(Settings())
+    async with running(app) as client:
+        rc: Roomcast = app.state.roomcast
+        assert await rc.drain()
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["draining"] is True
+        codes = []
+        try:
+            async with aconnect_ws("/ws", client) as ws:
+                await ws.receive_text(timeout=5)
+        except* WebSocketDisconnect as group:  # httpx-ws raises it from a task group
+            codes = [exc.code for exc in group.exceptions if isinstance(exc, WebSocketDisconnect)]
+        assert codes == [3000]
+
+
+async def test_roomcast_mounts_in_a_host_app() -> None:
+    rc = Roomcast(Settings())
+    host = FastAPI(lifespan=rc.lifespan)
+
+    @host.get("/host")
+    async def own_route() -> dict[str, str]:
+        return {"host": "yes"}
+
+    host.include_router(rc.router, prefix="/rt")
+    async with running(host) as client:
+        assert (await client.get("/host")).json() == {"host": "yes"}
+        async with aconnect_ws("/rt/ws", client) as ws:
+            await ws.send_text(json.dumps({"op": "subscribe", "id": 1, "room": "r"}))
+            reply = json.loads(await ws.receive_text(timeout=5))
+            assert reply["ok"]
+            await ws.send_text(json.dumps({"op": "publish", "id": 2, "room": "r", "data": 7}))
+            frames = [json.loads(await ws.receive_text(timeout=5)) for _ in range(3)]
+        assert [f.get("type") for f in frames] == ["join", "message", None]
+        assert frames[1]["data"] == 7

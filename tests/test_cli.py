@@ -1,0 +1,41 @@
+"""The roomcast command's own checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from roomcast.cli import check_serve_settings, log_config, uvicorn_config_kwargs
+from roomcast.settings import Settings
+
+
+def test_several_workers_on_the_memory_broker_are_refused() -> None:
+    with pytest.raises(ValueError, match="Redis"):
+        check_serve_settings(Settings(workers=2))
+    check_serve_settings(Settings(workers=1))
+
+
+def test_roomcast_loggers_log_at_the_chosen_level() -> None:
+    config = log_config(Settings(log_level="warning"))
+    assert config["loggers"]["roomcast"]["level"] == "WARNING"
+    assert log_config(Settings(log_level="trace"))["loggers"]["roomcast"]["level"] == "DEBUG"
+
+
+def test_uvicorn_runs_the_sansio_websocket_engine_with_our_limits() -> None:
+    kwargs = uvicorn_config_kwargs(Settings(ws_max_size=1234))
+    assert kwargs["ws"] == "websockets-sansio"
+    assert kwargs["ws_max_size"] == 1234
+
+
+def test_a_bad_setting_exits_2_with_a_one_line_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "roomcast", "serve", "--workers", "3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("roomcast: --workers 3 needs the Redis broker")
+    assert "Traceback" not in result.stderr
