@@ -11,9 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from .redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,3 +114,25 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield factory
     for server in started:
         server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; tests isolate themselves by key prefix."""
+    from .redis_server import RedisServer, redis_available
+
+    require(redis_available(), "redis-server (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for one test that may stop, restart or disturb it."""
+    from .redis_server import RedisServer, redis_available
+
+    require(redis_available(), "redis-server (apt-get install redis-server)")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -38,9 +38,17 @@ log = logging.getLogger("roomcast")
 def make_broker(settings: Settings) -> Broker:
     """The broker the settings ask for: memory by default, Redis with a URL."""
     if settings.redis_url:
-        raise RuntimeError(
-            "ROOMCAST_REDIS_URL is set, but this build has no Redis broker yet; "
-            "unset it to run on the embedded memory broker"
+        from .hub.redis import RedisBroker
+
+        return RedisBroker(
+            settings.redis_url,
+            history_size=settings.history_size,
+            room_ttl=settings.room_ttl,
+            presence_ttl=settings.presence_ttl,
+            presence_refresh=settings.presence_refresh,
+            prefix=settings.redis_prefix,
+            sharded=settings.redis_sharded,
+            timeout=settings.redis_timeout,
         )
     return MemoryBroker(history_size=settings.history_size, room_ttl=settings.room_ttl)
 

@@ -27,12 +27,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
 
 def check_serve_settings(settings: Settings) -> None:
     """Refuse settings that would run but serve rooms wrongly."""
-    if settings.redis_url:
-        raise ValueError(
-            "ROOMCAST_REDIS_URL is set, but this build has no Redis broker yet; "
-            "unset it to run on the embedded memory broker"
-        )
-    if settings.workers > 1:
+    if settings.workers > 1 and not settings.redis_url:
         raise ValueError(
             f"--workers {settings.workers} needs the Redis broker (ROOMCAST_REDIS_URL): "
             "with the memory broker each worker would keep its own rooms"

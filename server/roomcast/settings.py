@@ -61,7 +61,18 @@ class Settings(BaseSettings):
     room_ttl: Positive = 3600.0
     """Seconds an unused room's history is kept once nobody is subscribed."""
     presence: bool = True
+    presence_ttl: Positive = 30.0
+    """Seconds a presence entry lives unless its process refreshes it (Redis broker):
+    a crashed worker's users leave within this time."""
+    presence_refresh: Positive = 10.0
+    """Seconds between a process's presence refreshes and expiry sweeps (Redis broker)."""
 
     # -- services ------------------------------------------------------------------
     redis_url: str | None = None
     """Set to use the Redis broker (several workers or machines); unset: memory broker."""
+    redis_prefix: str = "rc"
+    """Prefix of every Redis key and channel, so deployments can share a Redis."""
+    redis_sharded: bool = False
+    """Use sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7+)."""
+    redis_timeout: Positive = 5.0
+    """Seconds to wait for Redis (connect, command, subscribe confirmation)."""

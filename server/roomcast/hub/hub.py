@@ -19,7 +19,8 @@ the handover from replay to live is done here, the same for every broker:
    turns live.
 
 Everything published after step 2 is either in the recovery or in the buffer,
-and the offset filter drops what is in both.
+and the position filter (same epoch, offset not past the last one queued)
+drops what is in both.
 """
 
 from __future__ import annotations
@@ -215,12 +216,12 @@ class Hub:
         del local.pending[sub]
         on_ready(recovery)
         frames = [event.frame for event in recovery.events]
-        last = recovery.events[-1].offset if recovery.events else recovery.position.offset
+        last = recovery.events[-1].position if recovery.events else recovery.position
         for item in buffer:
             if isinstance(item, Event):
-                if item.offset <= last:
+                if item.epoch == last.epoch and item.offset <= last.offset:
                     continue
-                last = item.offset
+                last = item.position
             frames.append(item.frame)
         sub.offer_replay(frames)
         local.live[sub] = None

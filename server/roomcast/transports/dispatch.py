@@ -8,6 +8,7 @@ error replies here; only :class:`ConnectionClosing` escapes to the transport.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -35,6 +36,9 @@ from ..protocol.session import Session
 __all__ = ["PROTOCOL_VERSION", "handle_text"]
 
 PROTOCOL_VERSION = 1
+
+NODE_ID = secrets.token_hex(4)
+"""This process's id, in every connect reply: which worker a client landed on."""
 
 log = logging.getLogger("roomcast.dispatch")
 
@@ -83,7 +87,12 @@ async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Sessi
     elif isinstance(request, Connect):
         if request.name is not None:
             sub.user = request.name
-        result = {"conn": sub.conn_id, "user": sub.user, "version": PROTOCOL_VERSION}
+        result = {
+            "conn": sub.conn_id,
+            "user": sub.user,
+            "node": NODE_ID,
+            "version": PROTOCOL_VERSION,
+        }
         sub.offer(encode_reply(rid, result))
 
 
