@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from .redis_server import RedisServer
+    from .redis_server import RedisCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,3 +136,14 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-node Redis Cluster (no replicas) on free loopback ports, for the session."""
+    from .redis_server import RedisCluster, redis_available
+
+    require(redis_available(), "redis-server (apt-get install redis-server)")
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()

@@ -74,3 +74,79 @@ def redis_available() -> bool:
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port < 55535 and not port_open(port + 10000):
+            return port
+
+
+class RedisCluster:
+    """Three redis-server nodes with --cluster-enabled, joined by redis-cli --cluster create."""
+
+    def __init__(self, folder: Path) -> None:
+        self.nodes = [
+            RedisServer(
+                folder / f"node{i}",
+                port,
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(folder / f"node{i}" / "nodes.conf"),
+                "--cluster-node-timeout", "5000",
+            )
+            for i, port in enumerate(free_cluster_port() for _ in range(3))
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.nodes):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("redis cluster did not become ready")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def node_of(self, key: str) -> int:
+        """Index of the node that owns ``key``'s slot."""
+        slot = int(self.nodes[0].cli("CLUSTER", "KEYSLOT", key))
+        for i, node in enumerate(self.nodes):
+            if self._owns(node, slot):
+                return i
+        raise RuntimeError(f"no node owns slot {slot}")
+
+    @staticmethod
+    def _owns(node: RedisServer, slot: int) -> bool:
+        myself = next(
+            line for line in node.cli("CLUSTER", "NODES").splitlines() if "myself" in line
+        )
+        for part in myself.split()[8:]:
+            low, _, high = part.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                return True
+        return False

@@ -48,6 +48,7 @@ def make_broker(settings: Settings) -> Broker:
             presence_refresh=settings.presence_refresh,
             prefix=settings.redis_prefix,
             sharded=settings.redis_sharded,
+            cluster=settings.redis_cluster,
             timeout=settings.redis_timeout,
         )
     return MemoryBroker(history_size=settings.history_size, room_ttl=settings.room_ttl)

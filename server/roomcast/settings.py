@@ -74,5 +74,8 @@ class Settings(BaseSettings):
     """Prefix of every Redis key and channel, so deployments can share a Redis."""
     redis_sharded: bool = False
     """Use sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7+)."""
+    redis_cluster: bool = False
+    """ROOMCAST_REDIS_URL names a node of a Redis Cluster: commands go through the
+    cluster client and pub/sub is sharded, one connection per shard in use."""
     redis_timeout: Positive = 5.0
     """Seconds to wait for Redis (connect, command, subscribe confirmation)."""

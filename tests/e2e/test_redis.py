@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ..conftest import ServerProcess
-from ..redis_server import RedisServer
+from ..redis_server import RedisCluster, RedisServer
 from .client import Client
 
 pytestmark = pytest.mark.e2e
@@ -187,3 +187,26 @@ async def test_a_killed_workers_users_leave_presence_within_the_expiry(
     assert (leave["user"], leave["conn"]) == ("ghost", join["conn"])
     members = (await watcher.request("presence", room=room))["result"]["members"]
     assert [m["user"] for m in members] == ["watcher"]
+
+
+async def test_two_processes_on_a_redis_cluster_fan_out_rooms_on_different_shards(
+    server_factory: ServerFactory, redis_cluster: RedisCluster
+) -> None:
+    settings = {"redis_url": redis_cluster.url, "redis_cluster": "true", "redis_prefix": "cl"}
+    a = server_factory(**settings)
+    b = server_factory(**settings)
+    by_shard: dict[int, str] = {}
+    for n in range(100):
+        by_shard.setdefault(redis_cluster.node_of(f"cl:{{chat:{n}}}:ch"), f"chat:{n}")
+    rooms = list(by_shard.values())
+    assert len(rooms) == 3, "rooms should land on all three shards"
+    on_a, on_b = await Client.open(a.ws), await Client.open(b.ws)
+    for client in (on_a, on_b):
+        for room in rooms:
+            assert (await client.request("subscribe", room=room))["ok"]
+    for n, room in enumerate(rooms):
+        publisher = on_a if n % 2 else on_b
+        assert (await publisher.request("publish", room=room, data=n))["ok"]
+    for client in (on_a, on_b):
+        got = {m["room"]: (m["offset"], m["data"]) for m in await client.messages(3)}
+        assert got == {room: (1, n) for n, room in enumerate(rooms)}

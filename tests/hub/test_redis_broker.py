@@ -10,7 +10,7 @@ import pytest
 from roomcast.hub.broker import Broker, BrokerSink
 from roomcast.hub.redis import RedisBroker, decode_payload, encode_payload
 
-from ..redis_server import RedisServer
+from ..redis_server import RedisCluster, RedisServer
 from .broker_contract import BrokerContract, MakeBroker
 
 
@@ -51,6 +51,52 @@ class TestShardedRedisBrokerContract(TestRedisBrokerContract):
         yield make
         for broker in started:
             await broker.stop()
+
+
+class TestRedisClusterBrokerContract(BrokerContract):
+    @pytest.fixture
+    async def make_broker(self, redis_cluster: RedisCluster) -> AsyncIterator[MakeBroker]:
+        started: list[Broker] = []
+        prefix = f"c{uuid.uuid4().hex[:8]}"
+
+        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
+            broker = RedisBroker(
+                redis_cluster.url, history_size=history_size, prefix=prefix, cluster=True
+            )
+            broker.bind(sink)
+            await broker.start()
+            started.append(broker)
+            return broker
+
+        yield make
+        for broker in started:
+            await broker.stop()
+
+
+async def test_on_a_cluster_each_room_is_carried_by_its_own_shards_link(
+    redis_cluster: RedisCluster,
+) -> None:
+    from .broker_contract import RecordingSink, sink_has
+
+    prefix = f"x{uuid.uuid4().hex[:8]}"
+    rooms: dict[int, str] = {}
+    for n in range(100):  # one room per shard
+        rooms.setdefault(redis_cluster.node_of(f"{prefix}:{{r{n}}}:ch"), f"r{n}")
+    assert len(rooms) == 3
+    sink = RecordingSink()
+    broker = RedisBroker(redis_cluster.url, prefix=prefix, cluster=True)
+    broker.bind(sink)
+    await broker.start()
+    try:
+        for room in rooms.values():
+            await broker.subscribe(room)
+        assert len(broker._links) == 3
+        for room in rooms.values():
+            await broker.publish(room, b"1", "ann")
+        await sink_has(sink, 3)
+        assert sorted(e.room for e in sink.events) == sorted(rooms.values())
+    finally:
+        await broker.stop()
 
 
 def test_payloads_round_trip_any_sender_and_data() -> None:

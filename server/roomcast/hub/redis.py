@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -74,6 +75,7 @@ class RedisBroker(Broker):
         presence_refresh: float = 10.0,
         prefix: str = "rc",
         sharded: bool = False,
+        cluster: bool = False,
         timeout: float = 5.0,
     ) -> None:
         super().__init__()
@@ -83,11 +85,14 @@ class RedisBroker(Broker):
         self.presence_ttl = presence_ttl
         self.presence_refresh = presence_refresh
         self.prefix = prefix
-        self.sharded = sharded
+        self.cluster = cluster
+        self.sharded = sharded or cluster
         self.timeout = timeout
-        self._publish_cmd = "SPUBLISH" if sharded else "PUBLISH"
-        self._client: aioredis.Redis | None = None
-        self._link: PubSubLink | None = None
+        self._publish_cmd = "SPUBLISH" if self.sharded else "PUBLISH"
+        self._client: aioredis.Redis | aioredis.RedisCluster | None = None
+        self._links: dict[str, PubSubLink] = {}  # "main", or a cluster node's name
+        self._wanted: set[bytes] = set()  # channels this process subscribes to
+        self._link_lock = asyncio.Lock()
         self._scripts: dict[str, Any] = {}
         self._delivered: dict[str, Position] = {}  # last event delivered, per room
         self._baseline: dict[str, Position] = {}  # position when this process subscribed
@@ -115,44 +120,75 @@ class RedisBroker(Broker):
             "health_check_interval": 0,
         }
 
-    def _new_pubsub_connection(self) -> Connection:
-        pool = aioredis.ConnectionPool.from_url(self.url, **self._connection_kwargs())
-        conn = pool.make_connection()  # type: ignore[no-untyped-call]
-        assert isinstance(conn, Connection)
-        return conn
+    def _new_connection(self, host: str | None = None, port: int | None = None) -> Connection:
+        if host is None:
+            pool = aioredis.ConnectionPool.from_url(self.url, **self._connection_kwargs())
+            conn = pool.make_connection()  # type: ignore[no-untyped-call]
+            assert isinstance(conn, Connection)
+            return conn
+        return Connection(host=host, port=port or 6379, **self._connection_kwargs())
 
     async def start(self) -> None:
-        self._client = aioredis.Redis.from_url(self.url, **self._connection_kwargs())
-        for name in ("PUBLISH", "RECOVER", "HISTORY", "PRESENCE_ADD", "PRESENCE_LIST", "MAINTAIN"):
+        kwargs = self._connection_kwargs()
+        if self.cluster:
+            cluster = aioredis.RedisCluster.from_url(self.url, **kwargs)
+            try:
+                await cluster.initialize()
+            except (RedisError, OSError) as exc:
+                raise BrokerUnavailable(f"redis cluster: {exc}") from exc
+            self._client = cluster
+        else:
+            self._client = aioredis.Redis.from_url(self.url, **kwargs)
+        for name in redis_scripts.__all__:
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
-        self._link = PubSubLink(
-            self._new_pubsub_connection,
+        if not self.cluster:
+            await self._start_link("main", self._new_connection)
+        self._upkeep = asyncio.create_task(self._upkeep_forever(), name="roomcast-redis-upkeep")
+
+    async def _start_link(self, name: str, connect: Any) -> PubSubLink:
+        link = self._links[name] = PubSubLink(
+            connect,
             self._on_message,
-            self._resync_all,
-            self._hold_all,
+            functools.partial(self._resync_link, name),
+            functools.partial(self._hold_link, name),
             sharded=self.sharded,
             confirm_timeout=self.timeout,
         )
-        await self._link.start(timeout=self.timeout)
-        self._upkeep = asyncio.create_task(self._upkeep_forever(), name="roomcast-redis-upkeep")
+        await link.start(timeout=self.timeout)
+        return link
+
+    async def _link_for(self, channel: bytes) -> PubSubLink:
+        """The pub/sub link that carries ``channel``: on a cluster, its shard's node."""
+        if not self.cluster:
+            return self._links["main"]
+        assert isinstance(self._client, aioredis.RedisCluster)
+        node = self._client.get_node_from_key(channel.decode())
+        if node is None:
+            raise BrokerUnavailable("no redis cluster node serves this room")
+        async with self._link_lock:  # one link per node, however many rooms ask at once
+            link = self._links.get(node.name)
+            if link is None:
+                connect = functools.partial(self._new_connection, node.host, int(node.port))
+                link = await self._start_link(node.name, connect)
+        return link
 
     async def stop(self) -> None:
         if self._upkeep is not None:
             self._upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._upkeep
-        if self._link is not None:
-            await self._link.stop()
+        for link in self._links.values():
+            await link.stop()
         if self._client is not None:
             await self._client.aclose()
 
     @property
     def ready(self) -> bool:
-        return self._link is not None and self._link.connected
+        return self._client is not None and all(link.connected for link in self._links.values())
 
     @property
     def reconnects(self) -> int:
-        return 0 if self._link is None else self._link.reconnects
+        return sum(link.reconnects for link in self._links.values())
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -178,19 +214,13 @@ class RedisBroker(Broker):
 
     async def publish_notice(self, notice: Notice) -> None:
         message = b"!" + orjson.dumps({"type": notice.kind, "room": notice.room, **notice.fields})
-        assert self._client is not None
-        try:
-            await self._client.execute_command(  # type: ignore[no-untyped-call]
-                self._publish_cmd, self.channel(notice.room), message
-            )
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"redis: {exc}") from exc
+        args = [self._publish_cmd, self.channel(notice.room), message]
+        await self._call("NOTICE", self._keys(notice.room, "meta"), args)
 
     # -- receiving ------------------------------------------------------------------------
 
     def _on_message(self, channel: bytes, message: bytes) -> None:
-        assert self._link is not None
-        if channel not in self._link.wanted:
+        if channel not in self._wanted:
             return  # in flight when this process unsubscribed
         room = self._room_of(channel)
         if message[:1] == b"!":
@@ -224,14 +254,14 @@ class RedisBroker(Broker):
         notice = Notice("reset", room, {"epoch": position.epoch, "offset": position.offset})
         self.sink.deliver_notice(notice)
 
-    def _hold_all(self) -> None:
-        """The pub/sub link dropped: hold live messages until each room is resynced."""
-        assert self._link is not None
-        for channel in self._link.wanted:
+    def _hold_link(self, name: str) -> None:
+        """A pub/sub link dropped: hold its rooms' live messages until each is resynced."""
+        for channel in self._links[name].wanted:
             self._held.setdefault(self._room_of(channel), [])
 
-    async def _resync_all(self) -> None:
-        await asyncio.gather(*(self._resync(room) for room in list(self._held)))
+    async def _resync_link(self, name: str) -> None:
+        rooms = [self._room_of(channel) for channel in self._links[name].wanted]
+        await asyncio.gather(*(self._resync(room) for room in rooms if room in self._held))
 
     async def _resync(self, room: str) -> None:
         since = self._delivered.get(room) or self._baseline.get(room)
@@ -253,13 +283,21 @@ class RedisBroker(Broker):
     # -- subscriptions and reads ------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:
-        assert self._link is not None
-        await self._link.subscribe(self.channel(room))
-        self._baseline[room] = (await self.recover(room, None)).position
+        channel = self.channel(room)
+        self._wanted.add(channel)
+        try:
+            await (await self._link_for(channel)).subscribe(channel)
+            self._baseline[room] = (await self.recover(room, None)).position
+        except BaseException:
+            await self.unsubscribe(room)
+            raise
 
     async def unsubscribe(self, room: str) -> None:
-        assert self._link is not None
-        self._link.unsubscribe(self.channel(room))
+        channel = self.channel(room)
+        self._wanted.discard(channel)
+        for link in self._links.values():
+            if channel in link.wanted:
+                link.unsubscribe(channel)
         self._delivered.pop(room, None)
         self._baseline.pop(room, None)
         self._held.pop(room, None)
@@ -329,8 +367,7 @@ class RedisBroker(Broker):
 
     async def upkeep(self) -> None:
         """Refresh this process's presence and room keys; announce expired members."""
-        assert self._link is not None
-        rooms = {self._room_of(channel) for channel in self._link.wanted} | set(self._presence)
+        rooms = {self._room_of(channel) for channel in self._wanted} | set(self._presence)
         await asyncio.gather(*(self._maintain(room) for room in rooms))
 
     async def _maintain(self, room: str) -> None:

@@ -28,7 +28,7 @@ lost history shows up as a new epoch.
 
 from __future__ import annotations
 
-__all__ = ["HISTORY", "MAINTAIN", "PRESENCE_ADD", "PRESENCE_LIST", "PUBLISH", "RECOVER"]
+__all__ = ["HISTORY", "MAINTAIN", "NOTICE", "PRESENCE_ADD", "PRESENCE_LIST", "PUBLISH", "RECOVER"]
 
 _ENSURE_EPOCH = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -57,6 +57,12 @@ redis.call(ARGV[6], ARGV[5], epoch .. ' ' .. offset .. ' ' .. ARGV[2])
 return {epoch, offset}
 """
 )
+
+# KEYS: meta (only so a cluster client routes the call to the room's shard).
+# ARGV: 'PUBLISH' or 'SPUBLISH', channel, message.
+NOTICE = """
+return redis.call(ARGV[1], ARGV[2], ARGV[3])
+"""
 
 # KEYS: meta, log. ARGV: candidate epoch, room ttl, since epoch ('' for none),
 # since offset. Returns {epoch, offset, recovered (0/1), entries}.
