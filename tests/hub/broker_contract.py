@@ -7,11 +7,12 @@ class TestMyBroker(BrokerContract):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from roomcast.hub.broker import Broker, PresenceEntry
+from roomcast.hub.broker import Broker, BrokerSink, PresenceEntry
 from roomcast.protocol.events import Event, Notice, Position
 
 MakeBroker = Callable[..., Awaitable[Broker]]
@@ -29,6 +30,26 @@ class RecordingSink:
 
     def deliver_notice(self, notice: Notice) -> None:
         self.notices.append(notice)
+
+
+@contextlib.asynccontextmanager
+async def started_brokers(build: Callable[[int], Broker]) -> AsyncIterator[MakeBroker]:
+    """A ``make_broker`` factory: builds, binds and starts brokers; stops them after."""
+    started: list[Broker] = []
+
+    async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
+        broker = build(history_size)
+        broker.bind(sink)
+        await broker.start()
+        assert broker.ready
+        started.append(broker)
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in started:
+            await broker.stop()
 
 
 async def bound(make_broker: MakeBroker, **options: object) -> tuple[Broker, RecordingSink]:

@@ -7,28 +7,23 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from roomcast.hub.broker import Broker, BrokerSink
 from roomcast.hub.memory import MemoryBroker
 from roomcast.protocol.events import Position
 
-from .broker_contract import BrokerContract, MakeBroker, RecordingSink, publish_n
+from .broker_contract import (
+    BrokerContract,
+    MakeBroker,
+    RecordingSink,
+    publish_n,
+    started_brokers,
+)
 
 
 class TestMemoryBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self) -> AsyncIterator[MakeBroker]:
-        started: list[Broker] = []
-
-        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
-            broker = MemoryBroker(history_size=history_size)
-            broker.bind(sink)
-            await broker.start()
-            started.append(broker)
-            return broker
-
-        yield make
-        for broker in started:
-            await broker.stop()
+        async with started_brokers(lambda size: MemoryBroker(history_size=size)) as make:
+            yield make
 
 
 async def test_an_idle_room_is_dropped_and_comes_back_in_a_new_epoch() -> None:

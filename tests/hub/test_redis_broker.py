@@ -7,84 +7,63 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from roomcast.hub.broker import Broker, BrokerSink
 from roomcast.hub.redis import RedisBroker, decode_payload, encode_payload
 
 from ..redis_server import RedisCluster, RedisServer
-from .broker_contract import BrokerContract, MakeBroker
+from .broker_contract import (
+    BrokerContract,
+    MakeBroker,
+    RecordingSink,
+    sink_has,
+    started_brokers,
+)
+
+
+def prefix() -> str:
+    """Each test's own key prefix, so tests sharing a Redis never meet."""
+    return f"t{uuid.uuid4().hex[:8]}"
 
 
 class TestRedisBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self, redis_server: RedisServer) -> AsyncIterator[MakeBroker]:
-        started: list[Broker] = []
-        prefix = f"t{uuid.uuid4().hex[:8]}"
-
-        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
-            broker = RedisBroker(redis_server.url, history_size=history_size, prefix=prefix)
-            broker.bind(sink)
-            await broker.start()
-            assert broker.ready
-            started.append(broker)
-            return broker
-
-        yield make
-        for broker in started:
-            await broker.stop()
+        p = prefix()
+        async with started_brokers(
+            lambda size: RedisBroker(redis_server.url, history_size=size, prefix=p)
+        ) as make:
+            yield make
 
 
-class TestShardedRedisBrokerContract(TestRedisBrokerContract):
+class TestShardedRedisBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self, redis_server: RedisServer) -> AsyncIterator[MakeBroker]:
-        started: list[Broker] = []
-        prefix = f"s{uuid.uuid4().hex[:8]}"
-
-        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
-            broker = RedisBroker(
-                redis_server.url, history_size=history_size, prefix=prefix, sharded=True
-            )
-            broker.bind(sink)
-            await broker.start()
-            started.append(broker)
-            return broker
-
-        yield make
-        for broker in started:
-            await broker.stop()
+        p = prefix()
+        async with started_brokers(
+            lambda size: RedisBroker(redis_server.url, history_size=size, prefix=p, sharded=True)
+        ) as make:
+            yield make
 
 
 class TestRedisClusterBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self, redis_cluster: RedisCluster) -> AsyncIterator[MakeBroker]:
-        started: list[Broker] = []
-        prefix = f"c{uuid.uuid4().hex[:8]}"
-
-        async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
-            broker = RedisBroker(
-                redis_cluster.url, history_size=history_size, prefix=prefix, cluster=True
-            )
-            broker.bind(sink)
-            await broker.start()
-            started.append(broker)
-            return broker
-
-        yield make
-        for broker in started:
-            await broker.stop()
+        p = prefix()
+        async with started_brokers(
+            lambda size: RedisBroker(redis_cluster.url, history_size=size, prefix=p, cluster=True)
+        ) as make:
+            yield make
 
 
 async def test_on_a_cluster_each_room_is_carried_by_its_own_shards_link(
     redis_cluster: RedisCluster,
 ) -> None:
-    from .broker_contract import RecordingSink, sink_has
-
-    prefix = f"x{uuid.uuid4().hex[:8]}"
+    p = prefix()
     rooms: dict[int, str] = {}
     for n in range(100):  # one room per shard
-        rooms.setdefault(redis_cluster.node_of(f"{prefix}:{{r{n}}}:ch"), f"r{n}")
+        rooms.setdefault(redis_cluster.node_of(f"{p}:{{r{n}}}:ch"), f"r{n}")
     assert len(rooms) == 3
     sink = RecordingSink()
-    broker = RedisBroker(redis_cluster.url, prefix=prefix, cluster=True)
+    broker = RedisBroker(redis_cluster.url, prefix=p, cluster=True)
     broker.bind(sink)
     await broker.start()
     try:
