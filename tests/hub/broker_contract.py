@@ -2,7 +2,9 @@
 
 class TestMyBroker(BrokerContract):
     @pytest.fixture
-    async def make_broker(self): ...  # yields a factory: (history_size) -> started broker
+    async def make_broker(self):
+        async with started_brokers(lambda history_size: MyBroker(...)) as make:
+            yield make
 """
 
 from __future__ import annotations
