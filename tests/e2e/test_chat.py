@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +14,19 @@ from ..conftest import ServerProcess
 from .client import Client
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["memory", "redis"])
+def server_factory(
+    request: pytest.FixtureRequest, server_factory: Callable[..., ServerProcess]
+) -> Callable[..., ServerProcess]:
+    """Every test here runs once on each broker."""
+    if request.param == "memory":
+        return server_factory
+    redis = request.getfixturevalue("redis_server")
+    prefix = f"chat{uuid.uuid4().hex[:8]}"
+    return functools.partial(server_factory, redis_url=redis.url, redis_prefix=prefix)
+
 
 ServerFactory = Callable[..., ServerProcess]
 
