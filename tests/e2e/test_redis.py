@@ -163,7 +163,8 @@ async def test_redis_restarted_empty_gives_unavailable_then_a_reset(
     resumed = await late.request("subscribe", room=room, since=since)
     assert resumed["result"]["recovered"] is False
     assert resumed["result"]["epoch"] == reset["epoch"]
-    assert (await writer.request("publish", room=room, data="after"))["ok"]
+    reply = await writer.request("publish", room=room, data="after")
+    assert reply["ok"], reply
     after = await reader.event()
     assert (after["epoch"], after["offset"], after["data"]) == (reset["epoch"], 1, "after")
 

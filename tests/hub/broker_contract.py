@@ -107,6 +107,20 @@ class BrokerContract:
         await sink_has(sink, 2)
         assert [e.room for e in sink.events] == ["r", "other"]
 
+    async def test_live_position_is_the_last_event_handed_to_the_sink(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        assert broker.live_position("r") is None
+        await publish_n(broker, "r", 2)
+        await broker.subscribe("r")
+        assert broker.live_position("r") == (await broker.recover("r", None)).position
+        events = await publish_n(broker, "r", 3)
+        await sink_has(sink, 3)
+        assert broker.live_position("r") == events[-1].position
+        await broker.unsubscribe("r")
+        assert broker.live_position("r") is None
+
     async def test_recover_without_since_gives_the_position_and_no_events(
         self, make_broker: MakeBroker
     ) -> None:

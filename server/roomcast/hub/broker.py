@@ -122,6 +122,12 @@ class Broker(abc.ABC):
         """Stop receiving ``room``'s events in this process."""
 
     @abc.abstractmethod
+    def live_position(self, room: str) -> Position | None:
+        """How far this process's live delivery of ``room`` has got: every event
+        at or before it has been handed to the sink (or never will be), every
+        later one will be. None when the room is not subscribed here."""
+
+    @abc.abstractmethod
     async def recover(self, room: str, since: Position | None) -> Recovery:
         """The room's position and the retained events after ``since``."""
 

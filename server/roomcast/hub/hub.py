@@ -8,19 +8,22 @@ outbox overflows evicts itself (see subscriber.py).
 Subscribing with a position is where gaps and duplicates would come from, so
 the handover from replay to live is done here, the same for every broker:
 
-1. the subscriber is registered as *pending* in the room: live events for it
-   are buffered, not sent;
-2. the process subscribes to the room at the broker (once per room; later
+1. the process subscribes to the room at the broker (once per room; later
    subscribers wait for that to complete), so every later event will arrive;
+2. the subscriber is registered as *pending* in the room: live events for it
+   are buffered, not sent;
 3. the broker is asked for the events after ``since`` (``recover``);
 4. in one synchronous step: the caller's ``on_ready`` runs (the transport
    queues its reply), the recovered events are queued, then the buffered live
-   events whose offset is past the last recovered one, and the subscriber
-   turns live.
+   events past the last recovered position (same epoch, higher offset);
+5. the subscriber turns live once live delivery has reached the end of its
+   replay. A broker's live delivery can lag its history (Redis pub/sub is a
+   hop behind the stream the replay was read from): until the broker's
+   ``live_position`` reaches the replay's end, the subscriber stays pending,
+   and events still in flight that it was replayed are dropped on arrival.
 
-Everything published after step 2 is either in the recovery or in the buffer,
-and the position filter (same epoch, offset not past the last one queued)
-drops what is in both.
+Everything published after step 1 is in the recovery, the buffer or still on
+its way; the position filter drops what it has already been given.
 """
 
 from __future__ import annotations
@@ -41,12 +44,28 @@ __all__ = ["Hub"]
 log = logging.getLogger("roomcast.hub")
 
 
+def _reached(live: Position, target: Position) -> bool:
+    """Whether live delivery at ``live`` has passed ``target`` (or left its epoch)."""
+    return live.epoch != target.epoch or live.offset >= target.offset
+
+
+class _Pending:
+    """A subscriber that is not live yet: what arrived meanwhile, and from where on
+    live events are new to it (None while its replay is still being read)."""
+
+    __slots__ = ("buffer", "until")
+
+    def __init__(self) -> None:
+        self.buffer: list[Event | Notice] = []
+        self.until: Position | None = None
+
+
 class _LocalRoom:
     __slots__ = ("live", "pending", "ready")
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
         self.live: dict[Subscriber, None] = {}
-        self.pending: dict[Subscriber, list[Event | Notice]] = {}
+        self.pending: dict[Subscriber, _Pending] = {}
         self.ready = ready
 
     def empty(self) -> bool:
@@ -156,8 +175,13 @@ class Hub:
         for sub in local.live:
             sub.offer(frame)
         if local.pending:
-            for buffer in local.pending.values():
-                buffer.append(event)
+            caught_up = []
+            for sub, pending in local.pending.items():
+                pending.buffer.append(event)
+                if pending.until is not None and _reached(event.position, pending.until):
+                    caught_up.append(sub)
+            if caught_up:
+                self._go_live(local, caught_up)
 
     def deliver_notice(self, notice: Notice) -> None:
         local = self._rooms.get(notice.room)
@@ -167,8 +191,10 @@ class Hub:
         for sub in local.live:
             sub.offer(frame)
         if local.pending:
-            for buffer in local.pending.values():
-                buffer.append(notice)
+            for pending in local.pending.values():
+                pending.buffer.append(notice)
+            if notice.kind == "reset":  # a new epoch: nothing more of the old to wait for
+                self._go_live(local, [s for s, p in local.pending.items() if p.until is not None])
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -202,41 +228,57 @@ class Hub:
         is queued, so a reply it queues reaches the client before any event.
         Raises BrokerUnavailable (nothing changed) if the broker cannot serve.
         """
-        buffer: list[Event | Notice] = []
+        pending = _Pending()
         local: _LocalRoom | None = None
         try:
             local = await self._join_room(room)
-            local.pending[sub] = buffer
+            local.pending[sub] = pending
             recovery = await self.broker.recover(room, since)
         except BaseException:
             if local is not None:
                 local.pending.pop(sub, None)
                 await self._leave_room_if_empty(room, local)
             raise
-        del local.pending[sub]
         on_ready(recovery)
-        frames = [event.frame for event in recovery.events]
-        last = recovery.events[-1].position if recovery.events else recovery.position
-        for item in buffer:
-            if isinstance(item, Event):
-                if item.epoch == last.epoch and item.offset <= last.offset:
-                    continue
-                last = item.position
-            frames.append(item.frame)
-        sub.offer_replay(frames)
-        local.live[sub] = None
+        pending.until = recovery.events[-1].position if recovery.events else recovery.position
+        self._flush(sub, pending, [event.frame for event in recovery.events])
+        live = self.broker.live_position(room)
+        if live is None or _reached(live, pending.until):
+            del local.pending[sub]
+            local.live[sub] = None
         sub.rooms.add(room)
         if self.presence_enabled:
             await self._announce(sub, room, "join")
         return recovery
 
+    @staticmethod
+    def _flush(sub: Subscriber, pending: _Pending, frames: list[str]) -> None:
+        """Queue ``frames`` and what ``pending`` buffered past its ``until``."""
+        until = pending.until
+        assert until is not None
+        for item in pending.buffer:
+            if isinstance(item, Event):
+                if item.epoch == until.epoch and item.offset <= until.offset:
+                    continue
+                until = item.position
+            frames.append(item.frame)
+        pending.buffer = []
+        pending.until = until
+        sub.offer_replay(frames)
+
+    def _go_live(self, local: _LocalRoom, subs: list[Subscriber]) -> None:
+        for sub in subs:
+            self._flush(sub, local.pending.pop(sub), [])
+            local.live[sub] = None
+
     async def unsubscribe(self, sub: Subscriber, room: str) -> None:
         """Remove ``sub`` from ``room``; announces the leave. Idempotent."""
         sub.rooms.discard(room)
         local = self._rooms.get(room)
-        if local is None or sub not in local.live:
+        if local is None or (sub not in local.live and sub not in local.pending):
             return
-        del local.live[sub]
+        local.live.pop(sub, None)
+        local.pending.pop(sub, None)
         try:
             if self.presence_enabled:
                 await self._announce(sub, room, "leave")

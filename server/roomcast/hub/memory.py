@@ -113,6 +113,12 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
 
+    def live_position(self, room: str) -> Position | None:
+        if room not in self._subscribed:
+            return None
+        log = self._rooms.get(room)
+        return None if log is None else log.position  # publish delivers synchronously
+
     async def recover(self, room: str, since: Position | None) -> Recovery:
         log = self._room(room)
         position = log.position

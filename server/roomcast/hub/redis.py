@@ -37,6 +37,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..protocol.events import Event, Notice, Position
@@ -94,8 +97,7 @@ class RedisBroker(Broker):
         self._wanted: set[bytes] = set()  # channels this process subscribes to
         self._link_lock = asyncio.Lock()
         self._scripts: dict[str, Any] = {}
-        self._delivered: dict[str, Position] = {}  # last event delivered, per room
-        self._baseline: dict[str, Position] = {}  # position when this process subscribed
+        self._delivered: dict[str, Position] = {}  # last position delivered, per room
         self._held: dict[str, list[Event | Notice]] = {}  # rooms being resynced
         self._presence: dict[str, dict[str, PresenceEntry]] = {}  # this process's entries
         self._upkeep: asyncio.Task[None] | None = None
@@ -118,6 +120,10 @@ class RedisBroker(Broker):
             "socket_connect_timeout": self.timeout,
             "socket_timeout": self.timeout,
             "health_check_interval": 0,
+            # One immediate retry when a pooled connection turns out dead (Redis
+            # restarted): the command never reached Redis. None on timeouts: a
+            # publish that timed out may have run, and must not run twice.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         }
 
     def _new_connection(self, host: str | None = None, port: int | None = None) -> Connection:
@@ -264,7 +270,7 @@ class RedisBroker(Broker):
         await asyncio.gather(*(self._resync(room) for room in rooms if room in self._held))
 
     async def _resync(self, room: str) -> None:
-        since = self._delivered.get(room) or self._baseline.get(room)
+        since = self._delivered.get(room)
         try:
             recovery = await self.recover(room, since)
         except BrokerUnavailable:
@@ -287,10 +293,19 @@ class RedisBroker(Broker):
         self._wanted.add(channel)
         try:
             await (await self._link_for(channel)).subscribe(channel)
-            self._baseline[room] = (await self.recover(room, None)).position
+            baseline = (await self.recover(room, None)).position
         except BaseException:
             await self.unsubscribe(room)
             raise
+        # Nobody here is live in the room yet: what is still in flight from before
+        # the baseline is dropped by the gate (resumes read it from the stream), so
+        # live_position always means "everything up to here was delivered".
+        last = self._delivered.get(room)
+        if last is None or last.epoch != baseline.epoch or last.offset < baseline.offset:
+            self._delivered[room] = baseline
+
+    def live_position(self, room: str) -> Position | None:
+        return self._delivered.get(room)
 
     async def unsubscribe(self, room: str) -> None:
         channel = self.channel(room)
@@ -299,7 +314,6 @@ class RedisBroker(Broker):
             if channel in link.wanted:
                 link.unsubscribe(channel)
         self._delivered.pop(room, None)
-        self._baseline.pop(room, None)
         self._held.pop(room, None)
 
     def _events(self, room: str, epoch: str, entries: list[Any]) -> list[Event]:
