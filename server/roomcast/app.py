@@ -50,6 +50,8 @@ def make_broker(settings: Settings) -> Broker:
             sharded=settings.redis_sharded,
             cluster=settings.redis_cluster,
             timeout=settings.redis_timeout,
+            ping_interval=settings.redis_ping_interval,
+            backoff_cap=settings.redis_backoff_cap,
         )
     return MemoryBroker(history_size=settings.history_size, room_ttl=settings.room_ttl)
 

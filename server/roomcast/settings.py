@@ -79,3 +79,8 @@ class Settings(BaseSettings):
     cluster client and pub/sub is sharded, one connection per shard in use."""
     redis_timeout: Positive = 5.0
     """Seconds to wait for Redis (connect, command, subscribe confirmation)."""
+    redis_ping_interval: Positive = 5.0
+    """Seconds of pub/sub silence before a PING; no answer within as long again
+    counts as a lost connection."""
+    redis_backoff_cap: Positive = 2.0
+    """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""

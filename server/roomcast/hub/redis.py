@@ -80,6 +80,8 @@ class RedisBroker(Broker):
         sharded: bool = False,
         cluster: bool = False,
         timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        backoff_cap: float = 2.0,
     ) -> None:
         super().__init__()
         self.url = url
@@ -91,6 +93,8 @@ class RedisBroker(Broker):
         self.cluster = cluster
         self.sharded = sharded or cluster
         self.timeout = timeout
+        self.ping_interval = ping_interval
+        self.backoff_cap = backoff_cap
         self._publish_cmd = "SPUBLISH" if self.sharded else "PUBLISH"
         self._client: aioredis.Redis | aioredis.RedisCluster | None = None
         self._links: dict[str, PubSubLink] = {}  # "main", or a cluster node's name
@@ -158,7 +162,9 @@ class RedisBroker(Broker):
             functools.partial(self._resync_link, name),
             functools.partial(self._hold_link, name),
             sharded=self.sharded,
+            health_interval=self.ping_interval,
             confirm_timeout=self.timeout,
+            backoff_cap=self.backoff_cap,
         )
         await link.start(timeout=self.timeout)
         return link
