@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     """A peer that does not answer a WebSocket ping within this many seconds is dropped."""
     ws_per_message_deflate: bool = False
 
+    # -- Server-Sent Events --------------------------------------------------------
+    sse_keepalive: Positive = 15.0
+    """Seconds between keep-alive comments on an idle event stream."""
+    sse_retry_ms: Count = 2000
+    """The ``retry:`` hint: milliseconds EventSource waits before reconnecting."""
+
     # -- per connection ------------------------------------------------------------
     outbox_max_messages: Count = 1000
     outbox_max_bytes: Count = 4 * 1024 * 1024

@@ -44,6 +44,10 @@ __all__ = ["Hub"]
 log = logging.getLogger("roomcast.hub")
 
 
+def _frame(item: Event | Notice, sub: Subscriber) -> str:
+    return item.sse if sub.sse else item.frame
+
+
 def _reached(live: Position, target: Position) -> bool:
     """Whether live delivery at ``live`` has passed ``target`` (or left its epoch)."""
     return live.epoch != target.epoch or live.offset >= target.offset
@@ -61,15 +65,27 @@ class _Pending:
 
 
 class _LocalRoom:
-    __slots__ = ("live", "pending", "ready")
+    __slots__ = ("live", "live_sse", "pending", "ready")
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
-        self.live: dict[Subscriber, None] = {}
+        self.live: dict[Subscriber, None] = {}  # get events' text frames (WebSocket)
+        self.live_sse: dict[Subscriber, None] = {}  # get events' sse form
         self.pending: dict[Subscriber, _Pending] = {}
         self.ready = ready
 
     def empty(self) -> bool:
-        return not self.live and not self.pending
+        return not self.live and not self.live_sse and not self.pending
+
+    def add_live(self, sub: Subscriber) -> None:
+        (self.live_sse if sub.sse else self.live)[sub] = None
+
+    def remove(self, sub: Subscriber) -> bool:
+        """Take ``sub`` out of the room, live or pending; whether it was in."""
+        found = sub in self.live or sub in self.live_sse or sub in self.pending
+        self.live.pop(sub, None)
+        self.live_sse.pop(sub, None)
+        self.pending.pop(sub, None)
+        return found
 
 
 class Hub:
@@ -146,7 +162,7 @@ class Hub:
 
     def local_subscribers(self, room: str) -> int:
         local = self._rooms.get(room)
-        return 0 if local is None else len(local.live)
+        return 0 if local is None else len(local.live) + len(local.live_sse)
 
     async def shutdown(self, code: CloseCode = CloseCode.SHUTDOWN, timeout: float = 5.0) -> bool:
         """Close every connection with ``code`` and wait until they are gone.
@@ -174,6 +190,10 @@ class Hub:
         frame = event.frame
         for sub in local.live:
             sub.offer(frame)
+        if local.live_sse:
+            sse = event.sse
+            for sub in local.live_sse:
+                sub.offer(sse)
         if local.pending:
             caught_up = []
             for sub, pending in local.pending.items():
@@ -190,6 +210,10 @@ class Hub:
         frame = notice.frame
         for sub in local.live:
             sub.offer(frame)
+        if local.live_sse:
+            sse = notice.sse
+            for sub in local.live_sse:
+                sub.offer(sse)
         if local.pending:
             for pending in local.pending.values():
                 pending.buffer.append(notice)
@@ -241,11 +265,11 @@ class Hub:
             raise
         on_ready(recovery)
         pending.until = recovery.events[-1].position if recovery.events else recovery.position
-        self._flush(sub, pending, [event.frame for event in recovery.events])
+        self._flush(sub, pending, [_frame(event, sub) for event in recovery.events])
         live = self.broker.live_position(room)
         if live is None or _reached(live, pending.until):
             del local.pending[sub]
-            local.live[sub] = None
+            local.add_live(sub)
         sub.rooms.add(room)
         if self.presence_enabled:
             await self._announce(sub, room, "join")
@@ -261,7 +285,7 @@ class Hub:
                 if item.epoch == until.epoch and item.offset <= until.offset:
                     continue
                 until = item.position
-            frames.append(item.frame)
+            frames.append(_frame(item, sub))
         pending.buffer = []
         pending.until = until
         sub.offer_replay(frames)
@@ -269,16 +293,14 @@ class Hub:
     def _go_live(self, local: _LocalRoom, subs: list[Subscriber]) -> None:
         for sub in subs:
             self._flush(sub, local.pending.pop(sub), [])
-            local.live[sub] = None
+            local.add_live(sub)
 
     async def unsubscribe(self, sub: Subscriber, room: str) -> None:
         """Remove ``sub`` from ``room``; announces the leave. Idempotent."""
         sub.rooms.discard(room)
         local = self._rooms.get(room)
-        if local is None or (sub not in local.live and sub not in local.pending):
+        if local is None or not local.remove(sub):
             return
-        local.live.pop(sub, None)
-        local.pending.pop(sub, None)
         try:
             if self.presence_enabled:
                 await self._announce(sub, room, "leave")

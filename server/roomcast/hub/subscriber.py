@@ -55,13 +55,17 @@ class Subscriber:
         "pops",
         "rooms",
         "sending",
+        "sse",
         "stalls",
         "user",
         "watched_pops",
     )
 
-    def __init__(self, conn_id: str, user: str, *, max_messages: int, max_bytes: int) -> None:
+    def __init__(
+        self, conn_id: str, user: str, *, max_messages: int, max_bytes: int, sse: bool = False
+    ) -> None:
         self.conn_id = conn_id
+        self.sse = sse  # receives events' ``sse`` form instead of their text frame
         self.user = user
         self.max_messages = max_messages
         self.max_bytes = max_bytes

@@ -6,6 +6,9 @@ many subscribers receive it: :attr:`Event.frame` is computed on first use and
 then shared. The payload ``data`` is kept as raw JSON bytes from the moment it
 is validated, so it is never decoded or re-encoded on the fan-out path.
 
+Each also has an ``sse`` form (one Server-Sent Event around the same JSON),
+likewise built once and shared by every SSE subscriber.
+
 A :class:`Notice` is an event without a position (presence ``join`` and
 ``leave``, and the control events of docs/protocol.md). Notices are live only:
 they are not kept in history and are not replayed.
@@ -55,7 +58,7 @@ class Event:
     read it. ``frame`` is the encoded text frame, built once and cached.
     """
 
-    __slots__ = ("_frame", "data", "epoch", "offset", "room", "sender", "ts")
+    __slots__ = ("_frame", "_sse", "data", "epoch", "offset", "room", "sender", "ts")
 
     def __init__(
         self, room: str, epoch: str, offset: int, data: bytes, sender: str, ts: float
@@ -67,6 +70,7 @@ class Event:
         self.sender = sender
         self.ts = ts
         self._frame: str | None = None
+        self._sse: str | None = None
 
     @property
     def position(self) -> Position:
@@ -80,6 +84,16 @@ class Event:
                 self.room, self.epoch, self.offset, self.data, self.sender, self.ts
             )
         return frame
+
+    @property
+    def sse(self) -> str:
+        """The event as one Server-Sent Event: ``id`` is ``<epoch>:<offset>``."""
+        sse = self._sse
+        if sse is None:
+            sse = self._sse = (
+                f"event: message\nid: {self.epoch}:{self.offset}\ndata: {self.frame}\n\n"
+            )
+        return sse
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready dict (for REST bodies and history results)."""
@@ -100,13 +114,14 @@ class Event:
 class Notice:
     """An event without a position: ``{"type": kind, "room": room, **fields}``."""
 
-    __slots__ = ("_frame", "fields", "kind", "room")
+    __slots__ = ("_frame", "_sse", "fields", "kind", "room")
 
     def __init__(self, kind: str, room: str, fields: dict[str, Any]) -> None:
         self.kind = kind
         self.room = room
         self.fields = fields
         self._frame: str | None = None
+        self._sse: str | None = None
 
     @property
     def frame(self) -> str:
@@ -116,6 +131,17 @@ class Notice:
                 {"type": self.kind, "room": self.room, **self.fields}
             ).decode()
         return frame
+
+    @property
+    def sse(self) -> str:
+        """The notice as one Server-Sent Event; a notice that moves the room to a
+        new position (``reset``) carries it as its ``id``."""
+        sse = self._sse
+        if sse is None:
+            fields = self.fields
+            pid = f"id: {fields['epoch']}:{fields['offset']}\n" if "epoch" in fields else ""
+            sse = self._sse = f"event: {self.kind}\n{pid}data: {self.frame}\n\n"
+        return sse
 
     def __repr__(self) -> str:
         return f"Notice({self.kind!r}, {self.room!r}, {self.fields!r})"

@@ -1,0 +1,173 @@
+"""The SSE transport: rooms as a ``text/event-stream``, resumable by Last-Event-ID.
+
+The only module that touches sse-starlette. A stream is one
+:class:`Subscriber` (with ``sse=True``, so the hub hands it each event's
+pre-encoded ``sse`` form) drained by an async generator that
+:class:`EventSourceResponse` sends: every wake-up sends everything queued as
+one chunk, so a busy stream costs one ASGI send per batch, not per event.
+
+What a client sees (docs/protocol.md, "Server-Sent Events"):
+
+* ``retry: <ms>`` first, then one ``subscribed`` event per room whose ``id``
+  is the position the stream continues from and whose data says whether the
+  resume was complete; then replayed and live ``message`` events with
+  ``id: <epoch>:<offset>``; ``join``/``leave`` (no id) and ``reset`` (the
+  room's new position as id); keep-alive comments every ``sse_keepalive``.
+* A stream of several rooms (``/events?room=a&room=b``) carries ids of the
+  form ``a=<epoch>:<offset>;b=<epoch>:<offset>``, so one Last-Event-ID
+  resumes every room.
+* The stream ends with a ``close`` event carrying a close code from the table
+  (3000 shutdown, 3001 slow consumer) when the server ends it; a stream the
+  server cannot start for a broker outage gets an ``error`` event and ends, and
+  EventSource reconnects after ``retry``.
+
+Same bounds as WebSocket: the bounded outbox and eviction, the send watchdog,
+and sse-starlette's per-send timeout (``send_timeout``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import AsyncIterator
+
+import anyio
+import orjson
+from sse_starlette import EventSourceResponse
+
+from ..hub.broker import BrokerUnavailable, Recovery
+from ..hub.hub import Hub
+from ..hub.subscriber import Subscriber
+from ..protocol.codes import CloseCode, close_reason
+from ..protocol.events import Position
+from ..settings import Settings
+from .websocket import anonymous_name, new_connection_id
+
+__all__ = ["LastEventIdError", "parse_last_event_id", "sse_response"]
+
+_ROOM = re.compile(r'"room":"([^"]*)"')
+
+
+class LastEventIdError(ValueError):
+    """A Last-Event-ID this server did not issue."""
+
+
+def _position(text: str) -> Position:
+    epoch, sep, offset = text.rpartition(":")
+    if not sep or not epoch or not offset.isdigit():
+        raise LastEventIdError(f"not a position: {text[:80]!r}")
+    return Position(epoch, int(offset))
+
+
+def parse_last_event_id(value: str, rooms: list[str]) -> dict[str, Position]:
+    """Positions per room from a Last-Event-ID: ``<epoch>:<offset>`` for one
+    room, ``<room>=<epoch>:<offset>;...`` for several. Rooms not asked for are
+    ignored. Raises :class:`LastEventIdError`."""
+    if "=" not in value:
+        if len(rooms) != 1:
+            raise LastEventIdError("a stream of several rooms resumes from room=epoch:offset;...")
+        return {rooms[0]: _position(value)}
+    positions: dict[str, Position] = {}
+    for part in value.split(";"):
+        room, sep, position = part.partition("=")
+        if not sep:
+            raise LastEventIdError(f"not room=epoch:offset: {part[:80]!r}")
+        if room in rooms:
+            positions[room] = _position(position)
+    return positions
+
+
+def _retag(frame: str, positions: dict[str, str]) -> str:
+    """Give a frame with an ``id`` the stream's id of every room's position."""
+    head, found, rest = frame.partition("\nid: ")
+    if not found:
+        return frame
+    position, _, tail = rest.partition("\n")
+    match = _ROOM.search(tail)
+    if match is None:
+        return frame
+    positions[match.group(1)] = position
+    vector = ";".join(f"{room}={pos}" for room, pos in positions.items())
+    return f"{head}\nid: {vector}\n{tail}"
+
+
+def _subscribed(room: str, recovery: Recovery, since: Position | None) -> str:
+    """The first event of a room: its id is where the stream continues from."""
+    start = since if since is not None and recovery.recovered else recovery.position
+    data = orjson.dumps(
+        {
+            "room": room,
+            "epoch": recovery.position.epoch,
+            "offset": recovery.position.offset,
+            "recovered": recovery.recovered,
+            "replayed": len(recovery.events),
+        }
+    ).decode()
+    return f"event: subscribed\nid: {start.epoch}:{start.offset}\ndata: {data}\n\n"
+
+
+def _offer_subscribed(
+    sub: Subscriber, room: str, since: Position | None, recovery: Recovery
+) -> None:
+    sub.offer(_subscribed(room, recovery, since))
+
+
+def _control(kind: str, fields: dict[str, object]) -> bytes:
+    return f"event: {kind}\ndata: {orjson.dumps(fields).decode()}\n\n".encode()
+
+
+async def _stream(
+    hub: Hub, sub: Subscriber, since: dict[str, Position | None], settings: Settings
+) -> AsyncIterator[bytes]:
+    several = len(since) > 1
+    positions: dict[str, str] = {
+        room: f"{pos.epoch}:{pos.offset}" for room, pos in since.items() if pos is not None
+    }
+    hub.register(sub)
+    try:
+        yield f"retry: {settings.sse_retry_ms}\n\n".encode()
+        for room, position in since.items():
+            try:
+                on_ready = functools.partial(_offer_subscribed, sub, room, position)
+                await hub.subscribe(sub, room, position, on_ready)
+            except BrokerUnavailable as exc:
+                yield _control("error", {"code": "unavailable", "message": str(exc)})
+                return
+        while True:
+            frame = sub.pop()
+            if frame is None:
+                if sub.closing:
+                    break
+                await sub.wait()
+                continue
+            batch = [frame]
+            while (frame := sub.pop()) is not None:
+                batch.append(frame)
+            if several:
+                batch = [_retag(f, positions) for f in batch]
+            yield "".join(batch).encode()
+        code = sub.close_code
+        if code is not None and not sub.peer_gone:
+            yield _control("close", {"code": int(code), "reason": close_reason(code)})
+    finally:
+        sub.close(CloseCode.GOING_AWAY, peer_gone=True)  # keeps an earlier code
+        with anyio.CancelScope(shield=True):
+            await hub.disconnect(sub)
+
+
+def sse_response(
+    hub: Hub, settings: Settings, since: dict[str, Position | None], name: str | None
+) -> EventSourceResponse:
+    """The event stream of ``since``'s rooms, each resumed from its position."""
+    sub = Subscriber(
+        new_connection_id(),
+        name or anonymous_name(),
+        max_messages=settings.outbox_max_messages,
+        max_bytes=settings.outbox_max_bytes,
+        sse=True,
+    )
+    return EventSourceResponse(
+        _stream(hub, sub, since, settings),
+        ping=settings.sse_keepalive,
+        send_timeout=settings.send_timeout,
+    )
