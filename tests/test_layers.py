@@ -1,4 +1,5 @@
-"""The layer rule of DESIGN.md, checked on the source: arrows only point down."""
+"""The layer rule of the design (protocol, hub, transports, api, ...), checked on
+the source: imports only point down the layers."""
 
 from __future__ import annotations
 

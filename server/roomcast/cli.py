@@ -35,7 +35,8 @@ def check_serve_settings(settings: Settings) -> None:
 
 
 def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
-    """The uvicorn settings roomcast runs with (see DESIGN.md)."""
+    """The uvicorn settings roomcast runs with: the websockets-sansio engine (it has
+    write backpressure), our frame size limit, pings and shutdown timeout."""
     return {
         "log_config": log_config(settings),
         "host": settings.host,

@@ -4,9 +4,11 @@ uvicorn's own shutdown closes WebSockets with 1012 the moment it starts. To
 send roomcast's 3000 ("server shutdown: reconnect and resume") first, the
 lifespan wraps the process's SIGTERM/SIGINT handlers (installed by uvicorn
 before the lifespan starts, in every worker process): the first signal starts
-the hub's drain on the event loop, and uvicorn's handler runs when the drain
-is done or ``timeout`` has passed. A second signal goes straight to uvicorn
-(force quit).
+the hub's drain on the event loop, and uvicorn's handler gets that signal when
+the drain is done (bounded by ``drain_timeout``). A second signal during the
+drain is passed on at once, so uvicorn starts its own shutdown without waiting
+(the drain's end then passes nothing more); later signals go straight to
+uvicorn, whose second SIGINT forces quit.
 
 Only installed from the main thread (signals cannot be set elsewhere); an app
 mounted in a server that runs it off the main thread falls back to the

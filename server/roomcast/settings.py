@@ -1,6 +1,8 @@
 """All of roomcast's settings, in one class. Environment prefix: ``ROOMCAST_``.
 
-Every limit the server enforces is a named setting here; docs/operations.md
+Every operator limit the server enforces is a named setting here (the few
+fixed limits of the wire protocol are constants in protocol/frames.py);
+docs/operations.md
 lists them. CLI flags of ``roomcast serve`` override the environment.
 """
 

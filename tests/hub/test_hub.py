@@ -213,10 +213,26 @@ async def test_shutdown_closes_every_connection_and_waits_for_them() -> None:
     assert hub.connections == 0
 
 
-async def test_shutdown_reports_connections_that_do_not_go() -> None:
+async def test_shutdown_evicts_connections_that_do_not_go_and_reports_them() -> None:
     hub = Hub(MemoryBroker(), presence=False)
-    hub.register(sub())
+    stuck, unstuck = sub("stuck"), sub("unstuck")
+    evicted: list[str] = []
+    stuck.on_evict = lambda: evicted.append("stuck")
+    unstuck.on_evict = lambda: hub.unregister(unstuck)  # its writer stops, it leaves
+    hub.register(stuck)
+    hub.register(unstuck)
     assert not await hub.shutdown(timeout=0.05)
+    assert evicted == ["stuck"]
+    assert stuck.close_code is CloseCode.SHUTDOWN  # eviction keeps the shutdown code
+    assert hub.connections == 1
+
+
+async def test_shutdown_succeeds_once_evicted_writers_let_go() -> None:
+    hub = Hub(MemoryBroker(), presence=False)
+    s = sub()
+    s.on_evict = lambda: hub.unregister(s)
+    hub.register(s)
+    assert await hub.shutdown(timeout=0.05)
 
 
 async def test_the_last_local_subscriber_leaving_unsubscribes_the_process() -> None:

@@ -32,7 +32,12 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "a dependency is unreachable"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "the broker is unreachable, or the process is draining",
+        }
+    },
 )
 async def readyz(rc: RoomcastDep, response: Response) -> Readiness:
     """Ready to serve: the broker is reachable and the server is not draining."""

@@ -168,17 +168,23 @@ class Hub:
         """Close every connection with ``code`` and wait until they are gone.
 
         Queued frames are still sent before the close. New connections should
-        be turned away from now on (:attr:`draining`). Returns False if some
-        connections were still open after ``timeout`` seconds.
+        be turned away from now on (:attr:`draining`). Connections still open
+        after ``timeout`` seconds (a peer that stopped reading keeps its writer
+        blocked) are evicted, which stops their writers, and waited for once
+        more. Returns False if some were still open after that.
         """
         self.draining = True
         for sub in list(self._subscribers):
             sub.close(code)
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        for attempt in range(2):
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+                return True
+            except TimeoutError:
+                if attempt == 0:
+                    for sub in list(self._subscribers):
+                        sub.evict()
+        return False
 
     # -- fan-out (BrokerSink) -------------------------------------------------------
 

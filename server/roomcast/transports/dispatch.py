@@ -77,7 +77,7 @@ async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Sessi
             "events": [orjson.Fragment(event.frame) for event in page.events],
             "more": page.more,
         }
-        sub.offer(encode_reply(rid, result))
+        sub.offer_replay([encode_reply(rid, result)])  # asked for: not backlog
     elif isinstance(request, Presence):
         members = await hub.presence(request.room)
         result = {"room": request.room, "members": [entry.to_dict() for entry in members]}
