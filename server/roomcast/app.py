@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, FastAPI
 
 from . import __version__
-from .api import health, realtime
+from .api import health, messages, realtime
+from .api.errors import install_error_handlers
 from .drain import drain_on_signals
 from .hub.broker import Broker
 from .hub.hub import Hub
@@ -68,6 +69,7 @@ class Roomcast:
         )
         self.router = APIRouter()
         self.router.include_router(realtime.router)
+        self.router.include_router(messages.router)
         self.router.include_router(health.router)
 
     async def drain(self) -> bool:
@@ -91,4 +93,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     rc = Roomcast(settings)
     app = FastAPI(title="roomcast", version=__version__, lifespan=rc.lifespan)
     app.include_router(rc.router)
+    install_error_handlers(app)
     return app

@@ -1,0 +1,82 @@
+"""REST: publish to a room, page back through its history, see who is there."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, status
+
+from ..hub.broker import BrokerUnavailable
+from .deps import RoomcastDep
+from .schemas import (
+    ErrorBody,
+    HistoryLimit,
+    HistoryOut,
+    PresenceOut,
+    PublishBody,
+    PublishedOut,
+    RoomName,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["rooms"])
+
+Responses = dict[int | str, dict[str, Any]]
+
+UNAVAILABLE: Responses = {503: {"model": ErrorBody, "description": "the broker is unavailable"}}
+TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "data over max_payload_bytes"}}
+BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
+
+API_SENDER = "api"
+
+
+def _unavailable(exc: BrokerUnavailable) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
+
+
+@router.post(
+    "/rooms/{room}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PublishedOut,
+    responses=BAD_BODY | TOO_LARGE | UNAVAILABLE,
+)
+async def publish(room: RoomName, body: PublishBody, rc: RoomcastDep) -> PublishedOut:
+    """Publish `data` to the room: every subscriber gets it as a `message` event."""
+    data = orjson.dumps(body.data)
+    limit = rc.settings.max_payload_bytes
+    if len(data) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"data is {len(data)} bytes; the limit is {limit}"
+        )
+    try:
+        event = await rc.hub.publish(room, data, API_SENDER)
+    except BrokerUnavailable as exc:
+        raise _unavailable(exc) from None
+    return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
+
+
+@router.get("/rooms/{room}/messages", response_model=HistoryOut, responses=UNAVAILABLE)
+async def history(
+    room: RoomName,
+    rc: RoomcastDep,
+    before: Annotated[int | None, Query(ge=1, description="offsets below this one")] = None,
+    limit: Annotated[HistoryLimit, Query()] = 50,
+) -> HistoryOut:
+    """Page backwards through the room's retained events (oldest first in a page)."""
+    try:
+        page = await rc.hub.history(room, limit=limit, before=before)
+    except BrokerUnavailable as exc:
+        raise _unavailable(exc) from None
+    return HistoryOut.of(room, page)
+
+
+@router.get("/rooms/{room}/presence", response_model=PresenceOut, responses=UNAVAILABLE)
+async def presence(room: RoomName, rc: RoomcastDep) -> PresenceOut:
+    """Who is subscribed to the room now (on every process, with Redis)."""
+    try:
+        entries = await rc.hub.presence(room)
+    except BrokerUnavailable as exc:
+        raise _unavailable(exc) from None
+    return PresenceOut.of(room, entries)

@@ -1,0 +1,98 @@
+"""Request and response bodies of the REST routes (also the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from ..hub.broker import HistoryPage, PresenceEntry
+from ..protocol.events import Event
+from ..protocol.frames import MAX_HISTORY_PAGE, ROOM_PATTERN
+
+__all__ = [
+    "ErrorBody",
+    "HistoryOut",
+    "MessageOut",
+    "PresenceOut",
+    "PublishBody",
+    "PublishedOut",
+    "RoomName",
+]
+
+RoomName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=f"^{ROOM_PATTERN.pattern}$",
+        description="1-128 letters, digits and _ . : -",
+        examples=["chat:lobby"],
+    ),
+]
+HistoryLimit = Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE)]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class PublishBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: JsonValue = Field(description="any JSON value")
+
+
+class PublishedOut(BaseModel):
+    room: str
+    epoch: str
+    offset: int
+
+
+class MessageOut(BaseModel):
+    type: Literal["message"] = "message"
+    room: str
+    epoch: str
+    offset: int
+    data: JsonValue
+    sender: str
+    ts: float
+
+    @classmethod
+    def of(cls, event: Event) -> MessageOut:
+        return cls.model_validate(event.to_dict())
+
+
+class HistoryOut(BaseModel):
+    room: str
+    epoch: str
+    offset: int = Field(description="the room's current offset")
+    events: list[MessageOut] = Field(description="oldest first")
+    more: bool = Field(description="older events are retained")
+
+    @classmethod
+    def of(cls, room: str, page: HistoryPage) -> HistoryOut:
+        return cls(
+            room=room,
+            epoch=page.position.epoch,
+            offset=page.position.offset,
+            events=[MessageOut.of(event) for event in page.events],
+            more=page.more,
+        )
+
+
+class MemberOut(BaseModel):
+    conn: str
+    user: str
+    joined: float
+
+
+class PresenceOut(BaseModel):
+    room: str
+    members: list[MemberOut]
+
+    @classmethod
+    def of(cls, room: str, entries: list[PresenceEntry]) -> PresenceOut:
+        members = [MemberOut(conn=e.conn, user=e.user, joined=e.joined) for e in entries]
+        return cls(room=room, members=members)
