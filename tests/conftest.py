@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
+    from .postgres_server import PostgresServer
     from .redis_server import RedisCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,12 @@ def require(condition: bool, what: str) -> None:
     if in_ci():
         pytest.fail(f"required service missing in CI: {what}")
     pytest.skip(f"service missing: {what}")
+
+
+@pytest.fixture(autouse=True)
+def _own_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's in-process app gets its own SQLite file, never ./roomcast.db."""
+    monkeypatch.setenv("ROOMCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/roomcast.db")
 
 
 def free_port() -> int:
@@ -147,3 +154,26 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (TESTING.md's recipe, a free loopback port);
+    tests isolate themselves with a database each (``create_database``)."""
+    from .postgres_server import PostgresServer, postgres_available
+
+    require(postgres_available(), "PostgreSQL (apt-get install postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for one test that may stop, crash or restart it."""
+    from .postgres_server import PostgresServer, postgres_available
+
+    require(postgres_available(), "PostgreSQL (apt-get install postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.cleanup()

@@ -39,3 +39,34 @@ def test_a_bad_setting_exits_2_with_a_one_line_message() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("roomcast: --workers 3 needs the Redis broker")
     assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_creates_the_schema_and_reports_an_unreachable_database(tmp_path) -> None:
+    import sqlite3
+
+    database = tmp_path / "up.db"
+    ok = subprocess.run(
+        [sys.executable, "-m", "roomcast", "db", "upgrade", "--url", f"sqlite:///{database}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    tables = {row[0] for row in sqlite3.connect(database).execute("select name from sqlite_master")}
+    assert {"rooms", "messages"} <= tables
+    down = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roomcast",
+            "db",
+            "upgrade",
+            "--url",
+            "postgresql://x@127.0.0.1:1/x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1
+    assert down.stderr.startswith("roomcast: database unavailable")

@@ -10,8 +10,11 @@ Mounted in an existing FastAPI app::
     app = FastAPI(lifespan=rc.lifespan)
     app.include_router(rc.router)
 
-The lifespan starts the broker and hub, installs the graceful drain (close
-3000 on SIGTERM/SIGINT, see drain.py) and stops them in reverse order.
+The lifespan brings the database schema up to date, starts the batched
+writer, lets persisted rooms on the memory broker continue where they left
+off, starts the broker and hub, installs the graceful drain (close 3000 on
+SIGTERM/SIGINT, see drain.py), and stops everything in reverse order: drain,
+hub and broker, writer (it commits what is queued), database.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, FastAPI
 
 from . import __version__
-from .api import health, messages, realtime
+from .api import health, messages, realtime, rooms
 from .api.errors import install_error_handlers
+from .db.archive import SqlArchive
+from .db.engine import create_engine
+from .db.migrate import upgrade_async
+from .db.store import MessageStore
+from .db.writer import BatchedWriter
 from .drain import drain_on_signals
+from .hub.archive import RoomOptions
 from .hub.broker import Broker
 from .hub.hub import Hub
 from .hub.memory import MemoryBroker
@@ -58,17 +67,32 @@ def make_broker(settings: Settings) -> Broker:
 
 
 class Roomcast:
-    """One process's roomcast: settings, broker and hub, and its routes."""
+    """One process's roomcast: settings, database, broker and hub, and its routes."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings = settings or Settings()
+        timeout = settings.database_timeout
+        self.engine = create_engine(
+            settings.database_url, connect_timeout=timeout, busy_timeout=timeout
+        )
+        self.store = MessageStore(self.engine)
+        self.writer = BatchedWriter(
+            self.store,
+            max_pending=settings.writer_max_pending,
+            max_batch=settings.writer_max_batch,
+            max_delay=settings.writer_max_delay,
+        )
+        self.archive = SqlArchive(self.store, self.writer, options_ttl=settings.room_options_ttl)
         self.hub = Hub(
-            make_broker(self.settings),
-            presence=self.settings.presence,
-            send_timeout=self.settings.send_timeout,
+            make_broker(settings),
+            presence=settings.presence,
+            send_timeout=settings.send_timeout,
+            archive=self.archive,
+            replay_limit=settings.replay_limit,
         )
         self.router = APIRouter()
         self.router.include_router(realtime.router)
+        self.router.include_router(rooms.router)
         self.router.include_router(messages.router)
         self.router.include_router(health.router)
 
@@ -76,16 +100,48 @@ class Roomcast:
         """Close every connection with 3000 and wait (``drain_timeout``)."""
         return await self.hub.shutdown(timeout=self.settings.drain_timeout)
 
+    async def _continue_persisted_rooms(self) -> None:
+        """Every persisted room's options are known before the first publish (they
+        hold through a database outage); on the memory broker those rooms resume
+        their epoch and offsets (and latest history) from SQL."""
+        broker = self.hub.broker
+        offset, total = 0, 1
+        while offset < total:
+            records, total = await self.store.list_rooms(offset, 500)
+            offset += len(records) or total
+            for record in records:
+                if not record.persist:
+                    continue
+                self.archive.remember(
+                    record.name, RoomOptions(True, record.presence, record.history_size)
+                )
+                if not isinstance(broker, MemoryBroker):
+                    continue  # Redis keeps positions itself
+                position = await self.store.latest_position(record.name)
+                if position is not None:
+                    events = await self.store.before(
+                        record.name, None, broker.history_size, epoch=position.epoch
+                    )
+                    broker.seed(record.name, position, events)
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         app.state.roomcast = self
-        await self.hub.start()
+        if self.settings.database_migrate:
+            await upgrade_async(self.engine)
+        await self.writer.start()
         try:
-            with drain_on_signals(self.drain):
-                yield
+            await self._continue_persisted_rooms()
+            await self.hub.start()
+            try:
+                with drain_on_signals(self.drain):
+                    yield
+            finally:
+                await self.drain()
+                await self.hub.stop()
         finally:
-            await self.drain()
-            await self.hub.stop()
+            await self.writer.stop(timeout=self.settings.graceful_shutdown_timeout)
+            await self.engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -67,6 +67,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from .db.migrate import upgrade
+    from .db.store import DatabaseUnavailable
+
+    url = args.url or Settings().database_url
+    try:
+        upgrade(url)
+    except DatabaseUnavailable as exc:
+        print(f"roomcast: database unavailable: {exc}", file=sys.stderr)
+        return 1
+    print("roomcast: database schema is up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomcast", description="real-time rooms over WebSocket")
     parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
@@ -82,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug", "trace"],
     )
     serve.set_defaults(func=_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the schema to the latest version")
+    upgrade.add_argument("--url", help="database URL (ROOMCAST_DATABASE_URL)")
+    upgrade.set_defaults(func=_db_upgrade)
     return parser
 
 

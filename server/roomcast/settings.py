@@ -75,6 +75,26 @@ class Settings(BaseSettings):
     presence_refresh: Positive = 10.0
     """Seconds between a process's presence refreshes and expiry sweeps (Redis broker)."""
 
+    # -- persistence (rooms created with persist keep their messages in SQL) ---------
+    database_url: str = "sqlite+aiosqlite:///roomcast.db"
+    """SQLAlchemy URL: a SQLite file by default; ``postgresql+asyncpg://...`` for PostgreSQL."""
+    database_migrate: bool = True
+    """Bring the schema up to date at startup (``roomcast db upgrade`` does it by hand)."""
+    database_timeout: Positive = 5.0
+    """Seconds to wait for the database (connect, statement) before ``unavailable``."""
+    writer_max_pending: Count = 10_000
+    """Events waiting to be written; a publish to a persisted room beyond it gets
+    ``unavailable``."""
+    writer_max_batch: Count = 500
+    """Most events written in one transaction (group commit)."""
+    writer_max_delay: Annotated[float, Field(ge=0)] = 0.005
+    """Seconds the writer waits for more events before committing a batch."""
+    room_options_ttl: Positive = 5.0
+    """Seconds a process caches a room's options (persist, presence), so rooms created
+    or deleted on another process take effect within this time."""
+    replay_limit: Count = 10_000
+    """Most events a resume reads from SQL when its gap is older than the broker's history."""
+
     # -- services ------------------------------------------------------------------
     redis_url: str | None = None
     """Set to use the Redis broker (several workers or machines); unset: memory broker."""

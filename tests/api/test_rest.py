@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 
-from roomcast.app import Roomcast, create_app
+from roomcast.app import create_app
 from roomcast.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,9 +76,10 @@ async def test_bad_input_gets_a_clear_4xx(
 
 
 def _app_for_schemathesis() -> FastAPI:
-    app = create_app(Settings())
-    app.state.roomcast = Roomcast(Settings())  # the lifespan's job; a memory hub needs no start
-    return app
+    # Built at import, before any fixture: its own database file. schemathesis runs the
+    # app's lifespan once, on the event loop it sends every request from.
+    folder = tempfile.mkdtemp(prefix="roomcast-schemathesis-")
+    return create_app(Settings(database_url=f"sqlite+aiosqlite:///{folder}/roomcast.db"))
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app_for_schemathesis())

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from roomcast.protocol.codec import decode_request, encode_error, encode_reply
+from roomcast.protocol.codec import (
+    DataNotEncodable,
+    decode_request,
+    encode_data,
+    encode_error,
+    encode_reply,
+)
 from roomcast.protocol.codes import ErrorCode
 from roomcast.protocol.errors import RequestError
 from roomcast.protocol.frames import Connect, History, Ping, Publish, Subscribe
@@ -113,3 +119,9 @@ def test_replies_and_errors_encode_to_the_documented_shapes() -> None:
         "ok": False,
         "error": {"code": "unknown_op", "message": "m"},
     }
+
+
+def test_integers_beyond_64_bits_cannot_be_encoded_and_say_so() -> None:
+    assert encode_data(2**64 - 1) == b"18446744073709551615"
+    with pytest.raises(DataNotEncodable):
+        encode_data({"n": 2**64})

@@ -19,6 +19,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     broker: bool
+    database: bool
     draining: bool
     connections: int
 
@@ -35,18 +36,20 @@ async def healthz() -> Health:
     responses={
         503: {
             "model": Readiness,
-            "description": "the broker is unreachable, or the process is draining",
+            "description": "the broker or database is unreachable, or the process is draining",
         }
     },
 )
 async def readyz(rc: RoomcastDep, response: Response) -> Readiness:
-    """Ready to serve: the broker is reachable and the server is not draining."""
-    ready = rc.hub.broker.ready and not rc.hub.draining
+    """Ready to serve: broker and database reachable, and not draining."""
+    database = rc.writer.healthy and await rc.store.ping()
+    ready = rc.hub.broker.ready and database and not rc.hub.draining
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(
         status="ok" if ready else "unavailable",
         broker=rc.hub.broker.ready,
+        database=database,
         draining=rc.hub.draining,
         connections=rc.hub.connections,
     )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 
-from ..hub.broker import BrokerUnavailable
+from ..hub.broker import Unavailable
+from ..hub.hub import DurableNotPersisted
+from ..protocol.codec import DataNotEncodable, encode_data
 from .deps import RoomcastDep
 from .schemas import (
+    MAX_OFFSET,
     ErrorBody,
     HistoryLimit,
     HistoryOut,
@@ -27,12 +30,15 @@ Responses = dict[int | str, dict[str, Any]]
 
 UNAVAILABLE: Responses = {503: {"model": ErrorBody, "description": "the broker is unavailable"}}
 TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "data over max_payload_bytes"}}
+NOT_PERSISTED: Responses = {
+    409: {"model": ErrorBody, "description": "durable=true on a room that is not persisted"}
+}
 BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
 
 API_SENDER = "api"
 
 
-def _unavailable(exc: BrokerUnavailable) -> HTTPException:
+def _unavailable(exc: Unavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
 
 
@@ -40,19 +46,32 @@ def _unavailable(exc: BrokerUnavailable) -> HTTPException:
     "/rooms/{room}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=PublishedOut,
-    responses=BAD_BODY | TOO_LARGE | UNAVAILABLE,
+    responses=BAD_BODY | NOT_PERSISTED | TOO_LARGE | UNAVAILABLE,
 )
-async def publish(room: RoomName, body: PublishBody, rc: RoomcastDep) -> PublishedOut:
+async def publish(
+    room: RoomName,
+    body: PublishBody,
+    rc: RoomcastDep,
+    durable: Annotated[
+        bool, Query(description="answer only once the event is committed (persisted rooms)")
+    ] = False,
+) -> PublishedOut:
     """Publish `data` to the room: every subscriber gets it as a `message` event."""
-    data = orjson.dumps(body.data)
+    try:
+        data = encode_data(body.data)
+    except DataNotEncodable as exc:  # a 422 like every other invalid body
+        error = {"type": "value_error", "loc": ("body", "data"), "msg": str(exc), "input": None}
+        raise RequestValidationError([error]) from None
     limit = rc.settings.max_payload_bytes
     if len(data) > limit:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"data is {len(data)} bytes; the limit is {limit}"
         )
     try:
-        event = await rc.hub.publish(room, data, API_SENDER)
-    except BrokerUnavailable as exc:
+        event = await rc.hub.publish(room, data, API_SENDER, durable=durable)
+    except DurableNotPersisted as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
+    except Unavailable as exc:
         raise _unavailable(exc) from None
     return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
 
@@ -61,13 +80,15 @@ async def publish(room: RoomName, body: PublishBody, rc: RoomcastDep) -> Publish
 async def history(
     room: RoomName,
     rc: RoomcastDep,
-    before: Annotated[int | None, Query(ge=1, description="offsets below this one")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_OFFSET, description="offsets below this one")
+    ] = None,
     limit: Annotated[HistoryLimit, Query()] = 50,
 ) -> HistoryOut:
     """Page backwards through the room's retained events (oldest first in a page)."""
     try:
         page = await rc.hub.history(room, limit=limit, before=before)
-    except BrokerUnavailable as exc:
+    except Unavailable as exc:
         raise _unavailable(exc) from None
     return HistoryOut.of(room, page)
 
@@ -77,6 +98,6 @@ async def presence(room: RoomName, rc: RoomcastDep) -> PresenceOut:
     """Who is subscribed to the room now (on every process, with Redis)."""
     try:
         entries = await rc.hub.presence(room)
-    except BrokerUnavailable as exc:
+    except Unavailable as exc:
         raise _unavailable(exc) from None
     return PresenceOut.of(room, entries)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from ..hub.broker import HistoryPage, PresenceEntry
 from ..protocol.events import Event
 from ..protocol.frames import MAX_HISTORY_PAGE, ROOM_PATTERN
 
 __all__ = [
+    "MAX_OFFSET",
     "ErrorBody",
     "HistoryOut",
     "MessageOut",
@@ -31,7 +32,19 @@ RoomName = Annotated[
         examples=["chat:lobby"],
     ),
 ]
+MAX_OFFSET = 2**53  # offsets and page positions stay exact in JSON (and fit BIGINT)
+
 HistoryLimit = Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE)]
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: 3 and 3.0, never "3" or true (bodies are strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+HistorySize = Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_json_integer)]
 
 
 class ErrorBody(BaseModel):
@@ -39,7 +52,7 @@ class ErrorBody(BaseModel):
 
 
 class PublishBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     data: JsonValue = Field(description="any JSON value")
 
@@ -96,3 +109,38 @@ class PresenceOut(BaseModel):
     def of(cls, room: str, entries: list[PresenceEntry]) -> PresenceOut:
         members = [MemberOut(conn=e.conn, user=e.user, joined=e.joined) for e in entries]
         return cls(room=room, members=members)
+
+
+class RoomIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(
+        min_length=1, max_length=128, pattern=f"^{ROOM_PATTERN.pattern}$", examples=["chat:lobby"]
+    )
+    persist: bool = Field(default=False, description="keep every message in SQL")
+    history_size: HistorySize | None = Field(
+        default=None, description="events the broker keeps (default: the setting)"
+    )
+    presence: bool = Field(default=True, description="track members and send join/leave")
+
+
+class RoomOut(BaseModel):
+    name: str
+    persist: bool
+    history_size: int | None
+    presence: bool
+    created_at: float
+
+
+class RoomDetail(RoomOut):
+    epoch: str
+    offset: int = Field(description="the room's current offset")
+    local_subscribers: int = Field(description="subscribers on this process")
+    total_subscribers: int = Field(description="members on every process (from presence)")
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomOut]
+    total: int
+    offset: int
+    limit: int

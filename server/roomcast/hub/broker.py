@@ -32,13 +32,19 @@ __all__ = [
     "Broker",
     "BrokerSink",
     "BrokerUnavailable",
+    "Unavailable",
     "HistoryPage",
     "PresenceEntry",
     "Recovery",
 ]
 
 
-class BrokerUnavailable(Exception):
+class Unavailable(Exception):
+    """Something the request needs cannot serve it now: the client gets
+    ``unavailable`` (HTTP 503) and may retry. Never a silent drop."""
+
+
+class BrokerUnavailable(Unavailable):
     """The broker cannot serve the request now (e.g. Redis is down)."""
 
 
@@ -106,8 +112,12 @@ class Broker(abc.ABC):
         return True
 
     @abc.abstractmethod
-    async def publish(self, room: str, data: bytes, sender: str) -> Event:
-        """Assign the next offset, append to history, fan out. Returns the event."""
+    async def publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> Event:
+        """Assign the next offset, append to history, fan out. Returns the event.
+
+        ``history_size``: the room's own bound on retained events, when it has one."""
 
     @abc.abstractmethod
     async def publish_notice(self, notice: Notice) -> None:

@@ -36,12 +36,22 @@ from collections.abc import Callable
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
-from .broker import Broker, HistoryPage, PresenceEntry, Recovery
+from .archive import Archive, ArchiveUnavailable, complete_recovery, extend_page
+from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
 from .subscriber import Subscriber
 
-__all__ = ["Hub"]
+__all__ = ["DurableNotPersisted", "Hub"]
 
 log = logging.getLogger("roomcast.hub")
+
+
+class DurableNotPersisted(ValueError):
+    """A durable publish to a room that is not persisted: nothing could make it durable."""
+
+
+def _log_archive_failure(committed: asyncio.Future[None]) -> None:
+    if not committed.cancelled() and committed.exception() is not None:
+        log.error("an event was published but not archived: %s", committed.exception())
 
 
 def _frame(item: Event | Notice, sub: Subscriber) -> str:
@@ -92,9 +102,17 @@ class Hub:
     """Rooms of this process and their local subscribers."""
 
     def __init__(
-        self, broker: Broker, *, presence: bool = True, send_timeout: float | None = None
+        self,
+        broker: Broker,
+        *,
+        presence: bool = True,
+        send_timeout: float | None = None,
+        archive: Archive | None = None,
+        replay_limit: int = 10_000,
     ) -> None:
         self.broker = broker
+        self.archive = archive
+        self.replay_limit = replay_limit
         self.presence_enabled = presence
         self.send_timeout = send_timeout
         self.draining = False
@@ -103,11 +121,13 @@ class Hub:
         self._idle = asyncio.Event()
         self._idle.set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         broker.bind(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
+        self.draining = False
         await self.broker.start()
         if self.send_timeout is not None:
             self._watchdog = asyncio.create_task(
@@ -225,6 +245,25 @@ class Hub:
                 pending.buffer.append(notice)
             if notice.kind == "reset":  # a new epoch: nothing more of the old to wait for
                 self._go_live(local, [s for s, p in local.pending.items() if p.until is not None])
+        if notice.kind == "deleted":
+            task = asyncio.get_running_loop().create_task(self._empty_room(notice.room))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close_room(self, room: str) -> None:
+        """Tell every process's subscribers of ``room`` it is deleted, and
+        unsubscribe them (a ``deleted`` notice through the broker)."""
+        await self.broker.publish_notice(Notice("deleted", room, {}))
+
+    async def _empty_room(self, room: str) -> None:
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        for sub in [*local.live, *local.live_sse, *local.pending]:
+            try:
+                await self.unsubscribe(sub, room)
+            except Unavailable:
+                log.warning("could not announce %s leaving deleted %s", sub.conn_id, room)
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -263,7 +302,7 @@ class Hub:
         try:
             local = await self._join_room(room)
             local.pending[sub] = pending
-            recovery = await self.broker.recover(room, since)
+            recovery = await self._recover(room, since)
         except BaseException:
             if local is not None:
                 local.pending.pop(sub, None)
@@ -277,9 +316,27 @@ class Hub:
             del local.pending[sub]
             local.add_live(sub)
         sub.rooms.add(room)
-        if self.presence_enabled:
+        if await self._presence_in(room):
             await self._announce(sub, room, "join")
         return recovery
+
+    async def _recover(self, room: str, since: Position | None) -> Recovery:
+        recovery = await self.broker.recover(room, since)
+        if recovery.recovered or since is None or self.archive is None:
+            return recovery
+        return await complete_recovery(
+            self.broker, self.archive, room, since, recovery, self.replay_limit
+        )
+
+    async def _presence_in(self, room: str) -> bool:
+        if not self.presence_enabled:
+            return False
+        if self.archive is None:
+            return True
+        try:
+            return (await self.archive.options(room)).presence
+        except Unavailable:
+            return True
 
     @staticmethod
     def _flush(sub: Subscriber, pending: _Pending, frames: list[str]) -> None:
@@ -308,7 +365,7 @@ class Hub:
         if local is None or not local.remove(sub):
             return
         try:
-            if self.presence_enabled:
+            if await self._presence_in(room):
                 await self._announce(sub, room, "leave")
         finally:
             await self._leave_room_if_empty(room, local)
@@ -340,11 +397,39 @@ class Hub:
 
     # -- requests --------------------------------------------------------------------
 
-    async def publish(self, room: str, data: bytes, sender: str) -> Event:
-        return await self.broker.publish(room, data, sender)
+    async def publish(self, room: str, data: bytes, sender: str, *, durable: bool = False) -> Event:
+        """Publish through the broker; for a persisted room also archive the event
+        (``durable``: return only once it is committed).
+
+        Raises Unavailable when the broker or, for a persisted room, the archive
+        cannot take it; DurableNotPersisted when ``durable`` asks for more than
+        the room keeps.
+        """
+        archive = self.archive
+        options = None if archive is None else await archive.options(room)
+        persist = options is not None and options.persist
+        if durable and not persist:
+            raise DurableNotPersisted(f"room {room!r} is not persisted")
+        if persist:
+            assert archive is not None
+            if not archive.healthy:  # refuse before anyone receives it
+                raise ArchiveUnavailable("the archive is unavailable")
+        history_size = None if options is None else options.history_size
+        event = await self.broker.publish(room, data, sender, history_size=history_size)
+        if persist:
+            assert archive is not None
+            committed = archive.submit(event)
+            if durable:
+                await committed
+            else:
+                committed.add_done_callback(_log_archive_failure)
+        return event
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
-        return await self.broker.history(room, limit=limit, before=before)
+        page = await self.broker.history(room, limit=limit, before=before)
+        if len(page.events) >= limit or self.archive is None:
+            return page
+        return await extend_page(self.archive, room, page, limit, before)
 
     async def presence(self, room: str) -> list[PresenceEntry]:
         return await self.broker.presence_list(room)

@@ -93,8 +93,24 @@ class MemoryBroker(Broker):
             del self._rooms[name]
         return len(idle)
 
-    async def publish(self, room: str, data: bytes, sender: str) -> Event:
+    def seed(self, room: str, position: Position, events: list[Event]) -> None:
+        """Continue ``room`` at ``position`` with ``events`` as its retained
+        history (a persisted room after a restart: its positions go on)."""
         log = self._room(room)
+        log.epoch, log.offset = position
+        log.events.clear()
+        kept = [e for e in events if e.epoch == position.epoch][-self.history_size :]
+        offsets = [e.offset for e in kept]
+        if offsets == list(range(position.offset - len(kept) + 1, position.offset + 1)):
+            log.events.extend(kept)  # else keep none rather than a ring with a hole
+
+    async def publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> Event:
+        log = self._room(room)
+        size = history_size or self.history_size
+        if log.events.maxlen != size:
+            log.events = deque(log.events, maxlen=size)
         log.offset += 1
         event = Event(room, log.epoch, log.offset, data, sender, time.time())
         log.events.append(event)

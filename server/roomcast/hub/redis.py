@@ -210,13 +210,15 @@ class RedisBroker(Broker):
 
     # -- publishing ---------------------------------------------------------------------
 
-    async def publish(self, room: str, data: bytes, sender: str) -> Event:
+    async def publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> Event:
         ts = time.time()
         keys = self._keys(room, "meta", "log")
         args = [
             new_epoch(),
             encode_payload(ts, sender, data),
-            self.history_size,
+            history_size or self.history_size,
             self.room_ttl,
             self.channel(room),
             self._publish_cmd,

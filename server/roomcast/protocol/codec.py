@@ -17,7 +17,7 @@ from .codes import ErrorCode
 from .errors import RequestError
 from .frames import MODELS, Request, is_valid_room
 
-__all__ = ["decode_request", "encode_data", "encode_error", "encode_reply"]
+__all__ = ["DataNotEncodable", "decode_request", "encode_data", "encode_error", "encode_reply"]
 
 
 def _request_id(obj: dict[str, Any]) -> int | None:
@@ -68,9 +68,20 @@ def decode_request(text: str | bytes) -> Request:
     return request
 
 
+class DataNotEncodable(ValueError):
+    """A JSON value roomcast cannot carry (an integer beyond 64 bits)."""
+
+
 def encode_data(value: Any) -> bytes:
-    """A validated JSON value as the raw bytes kept in events."""
-    return orjson.dumps(value)
+    """A validated JSON value as the raw bytes kept in events.
+
+    Raises :class:`DataNotEncodable` for integers outside the signed and
+    unsigned 64-bit range, which JSON allows but few clients can read back.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise DataNotEncodable(f"data cannot be encoded: {exc}") from None
 
 
 def encode_reply(request_id: int | None, result: dict[str, Any]) -> str:

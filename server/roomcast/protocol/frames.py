@@ -91,6 +91,7 @@ class Publish(_Frame):
     id: RequestId
     room: str
     data: JsonValue
+    durable: bool = False
 
 
 class History(_Frame):

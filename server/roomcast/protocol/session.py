@@ -24,7 +24,7 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from .codec import decode_request, encode_data
+from .codec import DataNotEncodable, decode_request, encode_data
 from .codes import ErrorCode
 from .errors import FrameTooLarge, ProtocolViolation, RequestError, UnsupportedData
 from .frames import Connect, Publish, Request, Subscribe, Unsubscribe
@@ -97,7 +97,10 @@ class Session:
 
     def payload(self, request: Publish) -> bytes:
         """The publish's ``data`` as JSON bytes, within ``max_payload_bytes``."""
-        data = encode_data(request.data)
+        try:
+            data = encode_data(request.data)
+        except DataNotEncodable as exc:
+            raise RequestError(ErrorCode.BAD_REQUEST, str(exc), request.id) from None
         if len(data) > self.limits.max_payload_bytes:
             raise RequestError(
                 ErrorCode.TOO_LARGE,

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from ..hub.broker import BrokerUnavailable, Recovery
-from ..hub.hub import Hub
+from ..hub.broker import Recovery, Unavailable
+from ..hub.hub import DurableNotPersisted, Hub
 from ..hub.subscriber import Subscriber
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
@@ -56,7 +56,11 @@ def _subscribe_result(room: str, recovery: Recovery) -> dict[str, Any]:
 async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Session) -> None:
     rid = request.id
     if isinstance(request, Publish):
-        event = await hub.publish(request.room, session.payload(request), sub.user)
+        data = session.payload(request)
+        try:
+            event = await hub.publish(request.room, data, sub.user, durable=request.durable)
+        except DurableNotPersisted as exc:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
         sub.offer(encode_reply(rid, {"epoch": event.epoch, "offset": event.offset}))
     elif isinstance(request, Subscribe):
         s = request.since
@@ -111,8 +115,8 @@ async def handle_text(text: str, hub: Hub, sub: Subscriber, session: Session) ->
         sub.offer(encode_error(exc.request_id, exc.code, exc.message))
     except ConnectionClosing:
         raise
-    except BrokerUnavailable as exc:
-        sub.offer(encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "broker unavailable"))
+    except Unavailable as exc:
+        sub.offer(encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable"))
     except Exception:
         log.exception("request failed on connection %s", sub.conn_id)
         sub.offer(encode_error(rid, ErrorCode.INTERNAL, "internal error"))

@@ -35,7 +35,7 @@ import anyio
 import orjson
 from sse_starlette import EventSourceResponse
 
-from ..hub.broker import BrokerUnavailable, Recovery
+from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, close_reason
@@ -130,7 +130,7 @@ async def _stream(
             try:
                 on_ready = functools.partial(_offer_subscribed, sub, room, position)
                 await hub.subscribe(sub, room, position, on_ready)
-            except BrokerUnavailable as exc:
+            except Unavailable as exc:
                 yield _control("error", {"code": "unavailable", "message": str(exc)})
                 return
         while True:

@@ -1,0 +1,101 @@
+"""REST: create, list, inspect and delete rooms (their options live in SQL)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from ..db.store import RoomExists
+from ..hub.broker import Unavailable
+from .deps import RoomcastDep
+from .schemas import MAX_OFFSET, ErrorBody, RoomDetail, RoomIn, RoomList, RoomName, RoomOut
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["rooms"])
+
+Responses = dict[int | str, dict[str, Any]]
+UNAVAILABLE: Responses = {
+    503: {"model": ErrorBody, "description": "the database or broker is unavailable"}
+}
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "no room of that name"}}
+EXISTS: Responses = {409: {"model": ErrorBody, "description": "the room exists"}}
+BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
+
+
+def _out(record: Any) -> RoomOut:
+    return RoomOut.model_validate(record, from_attributes=True)
+
+
+@router.post(
+    "/rooms",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RoomOut,
+    responses=BAD_BODY | EXISTS | UNAVAILABLE,
+)
+async def create_room(body: RoomIn, rc: RoomcastDep) -> RoomOut:
+    """Create a room with its options. Rooms also exist without this, on the defaults."""
+    try:
+        record = await rc.store.create_room(
+            body.name, persist=body.persist, history_size=body.history_size, presence=body.presence
+        )
+    except RoomExists:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"room {body.name!r} exists") from None
+    except Unavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    rc.archive.forget(body.name)
+    return _out(record)
+
+
+@router.get("/rooms", response_model=RoomList, responses=UNAVAILABLE)
+async def list_rooms(
+    rc: RoomcastDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> RoomList:
+    """Created rooms, oldest first."""
+    try:
+        records, total = await rc.store.list_rooms(offset, limit)
+    except Unavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return RoomList(rooms=[_out(r) for r in records], total=total, offset=offset, limit=limit)
+
+
+@router.get("/rooms/{room}", response_model=RoomDetail, responses=NOT_FOUND | UNAVAILABLE)
+async def get_room(room: RoomName, rc: RoomcastDep) -> RoomDetail:
+    """A created room's options, current position and subscribers."""
+    try:
+        record = await rc.store.get_room(room)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no room {room!r}")
+        page = await rc.hub.history(room, limit=1, before=None)
+        members = await rc.hub.presence(room)
+    except Unavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return RoomDetail(
+        **_out(record).model_dump(),
+        epoch=page.position.epoch,
+        offset=page.position.offset,
+        local_subscribers=rc.hub.local_subscribers(room),
+        total_subscribers=len(members),
+    )
+
+
+@router.delete(
+    "/rooms/{room}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=NOT_FOUND | UNAVAILABLE,
+)
+async def delete_room(room: RoomName, rc: RoomcastDep) -> Response:
+    """Delete the room, its options and its stored messages. Its subscribers on every
+    process get a `deleted` event and are unsubscribed."""
+    try:
+        if not await rc.store.delete_room(room):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no room {room!r}")
+        rc.archive.forget(room)
+        await rc.hub.close_room(room)
+    except Unavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
