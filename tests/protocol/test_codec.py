@@ -121,7 +121,11 @@ def test_replies_and_errors_encode_to_the_documented_shapes() -> None:
     }
 
 
-def test_integers_beyond_64_bits_cannot_be_encoded_and_say_so() -> None:
+def test_integers_beyond_64_bits_are_carried_exactly() -> None:
     assert encode_data(2**64 - 1) == b"18446744073709551615"
+    assert encode_data({"n": 2**70, "s": "é"}) == b'{"n":1180591620717411303424,"s":"\xc3\xa9"}'
+
+
+def test_what_is_not_json_cannot_be_encoded_and_says_so() -> None:
     with pytest.raises(DataNotEncodable):
-        encode_data({"n": 2**64})
+        encode_data({"n": object()})

@@ -8,6 +8,7 @@ anything else for any input.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import orjson
@@ -69,18 +70,23 @@ def decode_request(text: str | bytes) -> Request:
 
 
 class DataNotEncodable(ValueError):
-    """A JSON value roomcast cannot carry (an integer beyond 64 bits)."""
+    """A value that is not JSON."""
 
 
 def encode_data(value: Any) -> bytes:
     """A validated JSON value as the raw bytes kept in events.
 
-    Raises :class:`DataNotEncodable` for integers outside the signed and
-    unsigned 64-bit range, which JSON allows but few clients can read back.
+    orjson first; values it refuses (integers beyond 64 bits, which JSON allows)
+    go through the standard library, which writes them exactly. Raises
+    :class:`DataNotEncodable` for anything that is not JSON at all.
     """
     try:
         return orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
         raise DataNotEncodable(f"data cannot be encoded: {exc}") from None
 
 
