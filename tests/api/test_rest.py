@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from hypothesis import settings
 
 from roomcast.app import create_app
 from roomcast.settings import Settings
@@ -88,7 +90,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app_for_schemathesis()
 schema = schema.exclude(path_regex="events$").exclude(path="/readyz")
 
 
+# The same examples every run, so CI is stable; set ROOMCAST_FUZZ=1 to explore afresh.
 @schema.parametrize()
+@settings(derandomize=not os.environ.get("ROOMCAST_FUZZ"), deadline=None)
 def test_no_route_answers_with_a_server_error_or_off_its_schema(case: schemathesis.Case) -> None:
     case.call_and_validate()
 
