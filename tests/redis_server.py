@@ -52,10 +52,6 @@ class RedisServer:
             self.process.wait(5)
         self.process = None
 
-    def restart_empty(self) -> None:
-        self.stop()
-        self.start()
-
     def cli(self, *args: str) -> str:
         """Run one command with redis-cli; its output (empty on failure)."""
         result = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -67,3 +68,13 @@ class Client:
 
     async def messages(self, count: int, timeout: float = RECV_TIMEOUT) -> list[dict[str, Any]]:
         return [await self.event("message", timeout) for _ in range(count)]
+
+
+def slow_reader_socket(port: int) -> socket.socket:
+    """A connected socket with a tiny receive buffer: a peer that barely reads.
+
+    Loopback buffers otherwise absorb megabytes before the server notices."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from ..conftest import ServerProcess
-from .client import Client
+from .client import Client, slow_reader_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -41,9 +41,7 @@ async def test_a_stalled_client_is_closed_3001_and_50_others_receive_everything(
 ) -> None:
     server = server_factory(outbox_max_bytes=1024 * 1024, slow_close_timeout=30, presence="false")
     room = "feed:stall"
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    sock = slow_reader_socket(server.port)
     stalled = await Client.open(server.ws, sock=sock, max_queue=1)
     assert (await stalled.request("subscribe", room=room))["ok"]
     others = [await Client.open(server.ws) for _ in range(50)]
@@ -203,9 +201,7 @@ async def test_a_reader_that_stops_with_no_new_traffic_is_released_by_the_send_w
     room = "feed:watchdog"
     watcher = await Client.open(server.ws, "watcher")
     await watcher.request("subscribe", room=room)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    sock = slow_reader_socket(server.port)
     stalled = await Client.open(server.ws, "stalled", sock=sock, max_queue=1)
     await stalled.request("subscribe", room=room)
     # Enough to block the stalled writer, then silence: the outbox never overflows.

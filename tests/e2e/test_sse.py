@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
-import socket
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from ..conftest import ServerProcess
-from .client import Client
+from .client import Client, slow_reader_socket
 from .sse_client import open_stream
 
 pytestmark = pytest.mark.e2e
@@ -152,9 +151,7 @@ async def test_a_stalled_sse_reader_is_evicted_and_others_keep_receiving(
     room = "feed:stall"
     watcher = await Client.open(server.ws, "watcher")
     await watcher.request("subscribe", room=room)
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", server.port))
+    stalled = slow_reader_socket(server.port)
     stalled.sendall(f"GET /rooms/{room}/events?name=stalled HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
         while (await watcher.event("join"))["user"] != "stalled":

@@ -108,6 +108,3 @@ class Session:
                 request.id,
             )
         return data
-
-    def close(self) -> None:
-        self.state = SessionState.CLOSED
