@@ -85,6 +85,8 @@ def start_server(tmp_path: Path, **settings: object) -> ServerProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     env.update({f"ROOMCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env.setdefault("ROOMCAST_LOG_LEVEL", "warning")
+    # Load tests publish as fast as acks allow; the rate limit has tests of its own.
+    env.setdefault("ROOMCAST_PUBLISH_RATE", "0")
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

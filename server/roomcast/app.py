@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI
 from . import __version__
 from .api import health, messages, realtime, rooms
 from .api.errors import install_error_handlers
+from .auth import Authority
 from .db.archive import SqlArchive
 from .db.engine import create_engine
 from .db.migrate import upgrade_async
@@ -71,6 +72,7 @@ class Roomcast:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings or Settings()
+        self.authority = Authority(settings)
         timeout = settings.database_timeout
         self.engine = create_engine(
             settings.database_url, connect_timeout=timeout, busy_timeout=timeout
@@ -82,7 +84,12 @@ class Roomcast:
             max_batch=settings.writer_max_batch,
             max_delay=settings.writer_max_delay,
         )
-        self.archive = SqlArchive(self.store, self.writer, options_ttl=settings.room_options_ttl)
+        self.archive = SqlArchive(
+            self.store,
+            self.writer,
+            options_ttl=settings.room_options_ttl,
+            defaults=self.authority.namespaces.room_options,
+        )
         self.hub = Hub(
             make_broker(settings),
             presence=settings.presence,
@@ -127,6 +134,7 @@ class Roomcast:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         app.state.roomcast = self
+        self.authority.warn_if_open()
         if self.settings.database_migrate:
             await upgrade_async(self.engine)
         await self.writer.start()

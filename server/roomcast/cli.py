@@ -1,4 +1,4 @@
-"""The ``roomcast`` command: ``roomcast serve`` (more subcommands to come)."""
+"""The ``roomcast`` command: ``serve``, ``token`` and ``db upgrade``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .settings import Settings
+from .settings import MIN_HS256_SECRET, Settings
 
 __all__ = ["main", "uvicorn_config_kwargs"]
 
@@ -81,6 +81,50 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` as seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 15m, 1h)") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return seconds
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth.tokens import issue_token
+
+    settings = Settings()
+    secret = args.secret or (
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    )
+    if not secret:
+        print("roomcast: set ROOMCAST_JWT_SECRET (or pass --secret)", file=sys.stderr)
+        return 2
+    if len(secret.encode()) < MIN_HS256_SECRET:
+        print(f"roomcast: the secret must be at least {MIN_HS256_SECRET} bytes", file=sys.stderr)
+        return 2
+    token = issue_token(
+        secret,
+        args.sub,
+        ttl=args.ttl,
+        rooms=args.rooms,
+        publish=args.publish,
+        name=args.name,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomcast", description="real-time rooms over WebSocket")
     parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
@@ -96,6 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug", "trace"],
     )
     serve.set_defaults(func=_serve)
+
+    token = commands.add_parser(
+        "token",
+        help="print an HS256 token for development (signed with ROOMCAST_JWT_SECRET)",
+        description="Print a signed token. Repeat --rooms and --publish for several patterns.",
+    )
+    token.add_argument("--sub", required=True, help="the user id (sub claim)")
+    token.add_argument("--name", help="display name (name claim; default: the sub)")
+    token.add_argument(
+        "--rooms",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="rooms it may subscribe to, e.g. 'chat:*'",
+    )
+    token.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="rooms it may publish to (default: none, read-only)",
+    )
+    token.add_argument(
+        "--ttl", type=parse_duration, default=3600.0, help="lifetime: 90s, 15m, 1h (default 1h)"
+    )
+    token.add_argument("--secret", help="HS256 secret (default: ROOMCAST_JWT_SECRET)")
+    token.set_defaults(func=_token)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -8,15 +8,39 @@ lists them. CLI flags of ``roomcast serve`` override the environment.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["NamespaceConfig", "Settings"]
 
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=1)]
+Limit = Annotated[int, Field(ge=0)]
+CommaList = Annotated[list[str], NoDecode]
+
+MIN_HS256_SECRET = 32
+"""Bytes: RFC 7518 asks for a key at least as long as the hash."""
+
+
+class NamespaceConfig(BaseModel):
+    """Options of the rooms whose name starts with ``<namespace>:`` (docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public: bool = False
+    """Anyone, with or without a token, may subscribe and read history and presence."""
+    client_publish: bool = True
+    """Connected clients may publish (within their token's ``publish`` patterns);
+    False: only the backend publishes, over REST with an API key."""
+    presence: bool | None = None
+    """Track presence in these rooms (unset: the ``presence`` setting)."""
+    history_size: Annotated[int | None, Field(ge=1)] = None
+    """Events kept per room (unset: the ``history_size`` setting)."""
+    persist: bool = False
+    """Keep every message of these rooms in SQL, as rooms created with ``persist``."""
 
 
 class Settings(BaseSettings):
@@ -95,6 +119,60 @@ class Settings(BaseSettings):
     replay_limit: Count = 10_000
     """Most events a resume reads from SQL when its gap is older than the broker's history."""
 
+    # -- authentication and permissions (docs/security.md) ---------------------------
+    auth: Literal["off", "jwt"] = "off"
+    """``off``: anyone may connect, subscribe and publish (a warning at startup).
+    ``jwt``: clients need a token, except in public namespaces."""
+    jwt_secret: SecretStr | None = None
+    """HS256 secret, at least 32 bytes."""
+    jwt_public_key: str | None = None
+    """PEM public key (RS256/ES256), or the path of a PEM file."""
+    jwt_jwks_url: str | None = None
+    """URL of a JWKS document with the public keys (RS256/ES256), picked by ``kid``."""
+    jwt_algorithms: CommaList = []
+    """Accepted ``alg`` values, comma-separated. Unset: HS256 with a secret, RS256 and
+    ES256 with a public key or JWKS. Never taken from the token."""
+    jwt_issuer: str | None = None
+    """When set, a token's ``iss`` must equal it."""
+    jwt_audience: str | None = None
+    """When set, a token's ``aud`` must contain it."""
+    jwt_leeway: Annotated[float, Field(ge=0)] = 0.0
+    """Seconds of clock skew allowed on ``exp`` and ``nbf``."""
+    jwks_cache_ttl: Positive = 300.0
+    """Seconds a fetched JWKS document is used before it is fetched again."""
+    auth_cookie: str = "roomcast_token"
+    """Cookie a WebSocket or SSE client may carry its token in."""
+    auth_timeout: Positive = 10.0
+    """Seconds a WebSocket that needs a token has to send ``connect`` before 3500."""
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    """Comma-separated keys for backends: REST publishing to any room and room
+    administration (``Authorization: Bearer <key>`` or ``X-API-Key``). When set, REST
+    writes need one even with ``auth=off``."""
+    allowed_origins: CommaList = []
+    """Origins (``https://app.example``) whose pages may open a WebSocket, or an SSE
+    stream with a cookie; ``*`` allows any. Unset: same origin only, plus clients that
+    send no Origin (non-browser)."""
+    namespaces: dict[str, NamespaceConfig] = {}
+    """Per-namespace options as JSON: ``{"feed": {"public": true, "client_publish":
+    false}}``; the key ``*`` sets the default of every other namespace."""
+    namespaces_file: Path | None = None
+    """A TOML or JSON file of namespace options (same shape); merged under ``namespaces``."""
+
+    # -- limits (docs/security.md) ------------------------------------------------------
+    publish_rate: Annotated[float, Field(ge=0)] = 100.0
+    """Publishes per second per connection (token bucket); 0: no limit."""
+    publish_burst: Count = 200
+    """Publishes a connection may send at once before ``publish_rate`` applies."""
+    max_rate_breaches: Count = 20
+    """Refused publishes (less those accepted since) before the connection is closed 3004."""
+    max_connections_per_user: Limit = 100
+    """Open connections per token subject on one process; 0: no limit."""
+    max_connections_per_ip: Limit = 0
+    """Open connections per client address on one process; 0: no limit (behind a
+    proxy, set uvicorn's ``FORWARDED_ALLOW_IPS`` so the address is the client's)."""
+    max_room_length: Annotated[int, Field(ge=1, le=128)] = 128
+    """Longest room name accepted, in characters (the protocol allows 128)."""
+
     # -- services ------------------------------------------------------------------
     redis_url: str | None = None
     """Set to use the Redis broker (several workers or machines); unset: memory broker."""
@@ -112,3 +190,46 @@ class Settings(BaseSettings):
     counts as a lost connection."""
     redis_backoff_cap: Positive = 2.0
     """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""
+
+    @field_validator("jwt_algorithms", "allowed_origins", "api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else None
+        if secret is not None and len(secret.encode()) < MIN_HS256_SECRET:
+            raise ValueError(f"ROOMCAST_JWT_SECRET must be at least {MIN_HS256_SECRET} bytes")
+        if self.auth == "jwt" and not (secret or self.jwt_public_key or self.jwt_jwks_url):
+            raise ValueError(
+                "ROOMCAST_AUTH=jwt needs ROOMCAST_JWT_SECRET, ROOMCAST_JWT_PUBLIC_KEY "
+                "or ROOMCAST_JWT_JWKS_URL"
+            )
+        for alg in self.jwt_algorithms:
+            if alg not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
+                raise ValueError(f"ROOMCAST_JWT_ALGORITHMS: {alg!r} is not supported")
+            if alg in HMAC_ALGORITHMS and not secret:
+                raise ValueError(f"ROOMCAST_JWT_ALGORITHMS: {alg} needs ROOMCAST_JWT_SECRET")
+            if alg in ASYMMETRIC_ALGORITHMS and not (self.jwt_public_key or self.jwt_jwks_url):
+                raise ValueError(
+                    f"ROOMCAST_JWT_ALGORITHMS: {alg} needs ROOMCAST_JWT_PUBLIC_KEY or _JWKS_URL"
+                )
+        return self
+
+    def accepted_algorithms(self) -> list[str]:
+        """The ``alg`` values tokens may use: the setting, or what the keys allow."""
+        if self.jwt_algorithms:
+            return list(self.jwt_algorithms)
+        algorithms = ["HS256"] if self.jwt_secret else []
+        if self.jwt_public_key or self.jwt_jwks_url:
+            algorithms += ["RS256", "ES256"]
+        return algorithms
+
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)

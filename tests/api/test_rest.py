@@ -81,7 +81,20 @@ def _app_for_schemathesis() -> FastAPI:
     # Built at import, before any fixture: its own database file. schemathesis runs the
     # app's lifespan once, on the event loop it sends every request from.
     folder = tempfile.mkdtemp(prefix="roomcast-schemathesis-")
-    return create_app(Settings(database_url=f"sqlite+aiosqlite:///{folder}/roomcast.db"))
+    # The strict configuration: every route needs credentials (schemathesis checks that
+    # requests without them, or with invalid ones, get 401).
+    url = f"sqlite+aiosqlite:///{folder}/roomcast.db"
+    return create_app(
+        Settings(
+            database_url=url,
+            auth="jwt",
+            jwt_secret="s" * 32,  # type: ignore[arg-type]
+            api_keys=[API_KEY],  # type: ignore[list-item]
+        )
+    )
+
+
+API_KEY = "schemathesis-key"
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app_for_schemathesis())
@@ -94,7 +107,8 @@ schema = schema.exclude(path_regex="events$").exclude(path="/readyz")
 @schema.parametrize()
 @settings(derandomize=not os.environ.get("ROOMCAST_FUZZ"), deadline=None)
 def test_no_route_answers_with_a_server_error_or_off_its_schema(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    # With a valid API key; schemathesis also checks that invalid credentials get 401.
+    case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"})
 
 
 async def test_a_405_lists_every_method_of_the_path() -> None:

@@ -21,6 +21,7 @@ from .schemas import (
     PublishedOut,
     RoomName,
 )
+from .security import AUTH_ERRORS, Caller, denied
 
 __all__ = ["router"]
 
@@ -46,17 +47,21 @@ def _unavailable(exc: Unavailable) -> HTTPException:
     "/rooms/{room}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=PublishedOut,
-    responses=BAD_BODY | NOT_PERSISTED | TOO_LARGE | UNAVAILABLE,
+    responses=BAD_BODY | AUTH_ERRORS | NOT_PERSISTED | TOO_LARGE | UNAVAILABLE,
 )
 async def publish(
     room: RoomName,
     body: PublishBody,
     rc: RoomcastDep,
+    caller: Caller,
     durable: Annotated[
         bool, Query(description="answer only once the event is committed (persisted rooms)")
     ] = False,
 ) -> PublishedOut:
-    """Publish `data` to the room: every subscriber gets it as a `message` event."""
+    """Publish `data` to the room: every subscriber gets it as a `message` event.
+    Needs an API key, or a token whose `publish` patterns match the room."""
+    if not rc.authority.may_publish(caller, room):
+        raise denied(caller, f"publish to {room!r}")
     try:
         data = encode_data(body.data)
     except DataNotEncodable as exc:  # a 422 like every other invalid body
@@ -76,16 +81,21 @@ async def publish(
     return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
 
 
-@router.get("/rooms/{room}/messages", response_model=HistoryOut, responses=UNAVAILABLE)
+@router.get(
+    "/rooms/{room}/messages", response_model=HistoryOut, responses=AUTH_ERRORS | UNAVAILABLE
+)
 async def history(
     room: RoomName,
     rc: RoomcastDep,
+    caller: Caller,
     before: Annotated[
         int | None, Query(ge=1, le=MAX_OFFSET, description="offsets below this one")
     ] = None,
     limit: Annotated[HistoryLimit, Query()] = 50,
 ) -> HistoryOut:
     """Page backwards through the room's retained events (oldest first in a page)."""
+    if not rc.authority.may_subscribe(caller, room):
+        raise denied(caller, f"read {room!r}")
     try:
         page = await rc.hub.history(room, limit=limit, before=before)
     except Unavailable as exc:
@@ -93,9 +103,13 @@ async def history(
     return HistoryOut.of(room, page)
 
 
-@router.get("/rooms/{room}/presence", response_model=PresenceOut, responses=UNAVAILABLE)
-async def presence(room: RoomName, rc: RoomcastDep) -> PresenceOut:
+@router.get(
+    "/rooms/{room}/presence", response_model=PresenceOut, responses=AUTH_ERRORS | UNAVAILABLE
+)
+async def presence(room: RoomName, rc: RoomcastDep, caller: Caller) -> PresenceOut:
     """Who is subscribed to the room now (on every process, with Redis)."""
+    if not rc.authority.may_subscribe(caller, room):
+        raise denied(caller, f"read {room!r}")
     try:
         entries = await rc.hub.presence(room)
     except Unavailable as exc:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, WebSocket, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
 from sse_starlette import EventSourceResponse
 
+from ..auth import ConnectionLease, Principal
+from ..protocol.errors import ConnectionClosing
 from ..protocol.events import Position
 from ..protocol.frames import MAX_NAME_LENGTH, is_valid_room
 from ..transports.sse import LastEventIdError, parse_last_event_id, sse_response
 from ..transports.websocket import serve_websocket
 from .deps import RoomcastDep
+from .security import denied, http_error, stream_credentials
 
 __all__ = ["router"]
 
@@ -23,6 +26,8 @@ STREAM: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {}},
     },
     400: {"description": "a Last-Event-ID this server did not issue"},
+    401: {"description": "missing, invalid or expired token (see WWW-Authenticate)"},
+    403: {"description": "a room the token does not allow, or a page of another origin"},
     422: {"description": "an invalid room name or parameter"},
 }
 
@@ -33,22 +38,64 @@ LastEventIdQuery = Annotated[
     str | None, Query(description="a saved event id to resume from (the header wins)")
 ]
 Name = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME_LENGTH)]
+Token = Annotated[
+    str | None, Query(description="a token (prefer Authorization: Bearer or the auth cookie)")
+]
 
 
 @router.websocket("/ws")
 async def websocket(ws: WebSocket, rc: RoomcastDep) -> None:
     """The protocol of docs/protocol.md over one WebSocket connection."""
-    await serve_websocket(ws, rc.hub, rc.settings)
+    await serve_websocket(ws, rc.hub, rc.settings, rc.authority)
 
 
-def _stream(
-    rc: RoomcastDep, rooms: list[str], header: str | None, query: str | None, name: str | None
+async def _admit(
+    request: Request, rc: RoomcastDep, rooms: list[str], name: str | None, token: str | None
+) -> tuple[Principal, ConnectionLease]:
+    """Authenticate an SSE request and take its place in the connection limits."""
+    authority = rc.authority
+    token, from_cookie = stream_credentials(request, authority, token)
+    origin = request.headers.get("origin")
+    if from_cookie and not authority.origins.allows(origin, request.headers.get("host")):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
+    try:
+        principal = await authority.authenticate(token, name)
+    except ConnectionClosing as exc:
+        raise http_error(exc) from None
+    for room in rooms:
+        if not authority.may_subscribe(principal, room):
+            raise denied(principal, f"read {room!r}")
+    lease = None
+    try:
+        lease = authority.limiter.lease(request.client.host if request.client else None)
+        lease.claim_user(None if principal.anonymous else principal.user)
+    except ConnectionClosing as exc:
+        if lease is not None:
+            lease.release()
+        raise http_error(exc) from None
+    return principal, lease
+
+
+async def _stream(
+    request: Request,
+    rc: RoomcastDep,
+    rooms: list[str],
+    header: str | None,
+    query: str | None,
+    name: str | None,
+    token: str | None,
 ) -> EventSourceResponse:
     bad = [room for room in rooms if not is_valid_room(room)]
     if bad:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"invalid room {bad[0][:140]!r}: 1-128 letters, digits and _ . : -",
+        )
+    long = [room for room in rooms if len(room) > rc.settings.max_room_length]
+    if long:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"room names are at most {rc.settings.max_room_length} characters",
         )
     if len(rooms) > rc.settings.max_subscriptions:
         raise HTTPException(
@@ -62,28 +109,35 @@ def _stream(
             since.update(parse_last_event_id(last_event_id, rooms))
         except LastEventIdError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    return sse_response(rc.hub, rc.settings, since, name)
+    principal, lease = await _admit(request, rc, rooms, name, token)
+    return sse_response(rc.hub, rc.settings, since, rc.authority, principal, lease)
 
 
 @router.get("/rooms/{room}/events", responses=STREAM, response_class=EventSourceResponse)
 async def room_events(
     room: str,
+    request: Request,
     rc: RoomcastDep,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
     name: Name = None,
+    token: Token = None,
 ) -> EventSourceResponse:
-    """One room's events as Server-Sent Events; ids are `<epoch>:<offset>`."""
-    return _stream(rc, [room], last_event_id_header, last_event_id, name)
+    """One room's events as Server-Sent Events; ids are `<epoch>:<offset>`.
+    A token may come as `Authorization: Bearer`, the auth cookie or `?token=`."""
+    return await _stream(request, rc, [room], last_event_id_header, last_event_id, name, token)
 
 
 @router.get("/events", responses=STREAM, response_class=EventSourceResponse)
 async def events(
+    request: Request,
     rc: RoomcastDep,
     room: Annotated[list[str], Query(min_length=1, description="repeat for several rooms")],
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
     name: Name = None,
+    token: Token = None,
 ) -> EventSourceResponse:
     """Several rooms in one stream; ids are `<room>=<epoch>:<offset>;...`."""
-    return _stream(rc, list(dict.fromkeys(room)), last_event_id_header, last_event_id, name)
+    rooms = list(dict.fromkeys(room))
+    return await _stream(request, rc, rooms, last_event_id_header, last_event_id, name, token)

@@ -10,6 +10,7 @@ from ..db.store import RoomExists
 from ..hub.broker import Unavailable
 from .deps import RoomcastDep
 from .schemas import MAX_OFFSET, ErrorBody, RoomDetail, RoomIn, RoomList, RoomName, RoomOut
+from .security import AUTH_ERRORS, Caller, denied
 
 __all__ = ["router"]
 
@@ -32,10 +33,13 @@ def _out(record: Any) -> RoomOut:
     "/rooms",
     status_code=status.HTTP_201_CREATED,
     response_model=RoomOut,
-    responses=BAD_BODY | EXISTS | UNAVAILABLE,
+    responses=BAD_BODY | AUTH_ERRORS | EXISTS | UNAVAILABLE,
 )
-async def create_room(body: RoomIn, rc: RoomcastDep) -> RoomOut:
-    """Create a room with its options. Rooms also exist without this, on the defaults."""
+async def create_room(body: RoomIn, rc: RoomcastDep, caller: Caller) -> RoomOut:
+    """Create a room with its options (needs an API key). Rooms also exist without
+    this, on their namespace's options."""
+    if not rc.authority.may_administer(caller):
+        raise denied(caller, "create rooms")
     try:
         record = await rc.store.create_room(
             body.name, persist=body.persist, history_size=body.history_size, presence=body.presence
@@ -48,13 +52,16 @@ async def create_room(body: RoomIn, rc: RoomcastDep) -> RoomOut:
     return _out(record)
 
 
-@router.get("/rooms", response_model=RoomList, responses=UNAVAILABLE)
+@router.get("/rooms", response_model=RoomList, responses=AUTH_ERRORS | UNAVAILABLE)
 async def list_rooms(
     rc: RoomcastDep,
+    caller: Caller,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RoomList:
-    """Created rooms, oldest first."""
+    """Created rooms, oldest first (needs an API key)."""
+    if not rc.authority.may_administer(caller):
+        raise denied(caller, "list rooms")
     try:
         records, total = await rc.store.list_rooms(offset, limit)
     except Unavailable as exc:
@@ -62,9 +69,13 @@ async def list_rooms(
     return RoomList(rooms=[_out(r) for r in records], total=total, offset=offset, limit=limit)
 
 
-@router.get("/rooms/{room}", response_model=RoomDetail, responses=NOT_FOUND | UNAVAILABLE)
-async def get_room(room: RoomName, rc: RoomcastDep) -> RoomDetail:
+@router.get(
+    "/rooms/{room}", response_model=RoomDetail, responses=AUTH_ERRORS | NOT_FOUND | UNAVAILABLE
+)
+async def get_room(room: RoomName, rc: RoomcastDep, caller: Caller) -> RoomDetail:
     """A created room's options, current position and subscribers."""
+    if not rc.authority.may_subscribe(caller, room):
+        raise denied(caller, f"read {room!r}")
     try:
         record = await rc.store.get_room(room)
         if record is None:
@@ -86,11 +97,13 @@ async def get_room(room: RoomName, rc: RoomcastDep) -> RoomDetail:
     "/rooms/{room}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=NOT_FOUND | UNAVAILABLE,
+    responses=AUTH_ERRORS | NOT_FOUND | UNAVAILABLE,
 )
-async def delete_room(room: RoomName, rc: RoomcastDep) -> Response:
+async def delete_room(room: RoomName, rc: RoomcastDep, caller: Caller) -> Response:
     """Delete the room, its options and its stored messages. Its subscribers on every
-    process get a `deleted` event and are unsubscribed."""
+    process get a `deleted` event and are unsubscribed. Needs an API key."""
+    if not rc.authority.may_administer(caller):
+        raise denied(caller, "delete rooms")
     try:
         if not await rc.store.delete_room(room):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no room {room!r}")

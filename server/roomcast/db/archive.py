@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from ..hub.archive import Archive, RoomOptions
 from ..hub.broker import Unavailable
@@ -27,9 +28,16 @@ __all__ = ["SqlArchive"]
 
 class SqlArchive(Archive):
     def __init__(
-        self, store: MessageStore, writer: BatchedWriter, *, options_ttl: float = 5.0
+        self,
+        store: MessageStore,
+        writer: BatchedWriter,
+        *,
+        options_ttl: float = 5.0,
+        defaults: Callable[[str], RoomOptions] | None = None,
     ) -> None:
         self.store = store
+        self.defaults = defaults or (lambda room: RoomOptions())
+        """The options of a room nobody created (its namespace's)."""
         self.writer = writer
         self.options_ttl = options_ttl
         self._options: dict[str, tuple[float, RoomOptions]] = {}
@@ -42,9 +50,9 @@ class SqlArchive(Archive):
         try:
             record = await self.store.get_room(room)
         except Unavailable:
-            return cached[1] if cached is not None else RoomOptions()
+            return cached[1] if cached is not None else self.defaults(room)
         options = (
-            RoomOptions()
+            self.defaults(room)
             if record is None
             else RoomOptions(
                 persist=record.persist,

@@ -7,6 +7,9 @@
      |    +-- (code: ErrorCode, message, request_id)
      +-- ConnectionClosing     the connection must be closed with ``close_code``
           +-- ProtocolViolation  3502: too many bad frames
+          +-- Unauthorized       3500: missing or invalid credentials
+          +-- TokenExpired       3003: the token expired; fetch a new one and reconnect
+          +-- RateLimited        3004: too many requests or connections
           +-- UnsupportedData    1003: a binary frame
           +-- FrameTooLarge      1009: a frame over the size limit
 """
@@ -20,7 +23,10 @@ __all__ = [
     "FrameTooLarge",
     "ProtocolViolation",
     "RequestError",
+    "RateLimited",
     "RoomcastError",
+    "TokenExpired",
+    "Unauthorized",
     "UnsupportedData",
 ]
 
@@ -59,3 +65,15 @@ class UnsupportedData(ConnectionClosing):
 
 class FrameTooLarge(ConnectionClosing):
     close_code = CloseCode.TOO_BIG
+
+
+class Unauthorized(ConnectionClosing):
+    close_code = CloseCode.UNAUTHORIZED
+
+
+class TokenExpired(ConnectionClosing):
+    close_code = CloseCode.TOKEN_EXPIRED
+
+
+class RateLimited(ConnectionClosing):
+    close_code = CloseCode.RATE_LIMITED

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_EPOCH_LENGTH",
     "MAX_HISTORY_PAGE",
     "MAX_NAME_LENGTH",
+    "MAX_ROOM_LENGTH",
     "MAX_TOKEN_LENGTH",
     "ROOM_PATTERN",
     "Connect",
@@ -23,6 +24,7 @@ __all__ = [
     "Ping",
     "Presence",
     "Publish",
+    "Refresh",
     "Request",
     "Since",
     "Subscribe",
@@ -31,6 +33,7 @@ __all__ = [
     "namespace_of",
 ]
 
+MAX_ROOM_LENGTH = 128
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 # Fixed protocol limits: part of the wire contract (docs/protocol.md), not
@@ -108,12 +111,20 @@ class Presence(_Frame):
     room: str
 
 
+class Refresh(_Frame):
+    """A new token for this connection, before the current one expires."""
+
+    op: Literal["refresh"]
+    id: RequestId
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+
+
 class Ping(_Frame):
     op: Literal["ping"]
     id: RequestId
 
 
-Request = Connect | Subscribe | Unsubscribe | Publish | History | Presence | Ping
+Request = Connect | Subscribe | Unsubscribe | Publish | History | Presence | Refresh | Ping
 
 MODELS: dict[str, type[_Frame]] = {
     "connect": Connect,
@@ -122,5 +133,6 @@ MODELS: dict[str, type[_Frame]] = {
     "publish": Publish,
     "history": History,
     "presence": Presence,
+    "refresh": Refresh,
     "ping": Ping,
 }

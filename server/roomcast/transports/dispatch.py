@@ -1,8 +1,11 @@
 """Carry out one validated client request against the hub and queue its reply.
 
-Transport-agnostic: it needs the connection's :class:`Subscriber` (where
-replies are queued, in order with events) and :class:`Session`. Errors become
-error replies here; only :class:`ConnectionClosing` escapes to the transport.
+Transport-agnostic: it needs the connection's :class:`Session` and
+:class:`Client` (its principal, and its :class:`Subscriber`, where replies
+are queued in order with events). Every request is checked with the
+:class:`~roomcast.auth.Authority` through the client before it reaches the
+hub. Errors become error replies here; only :class:`ConnectionClosing`
+escapes to the transport.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import orjson
 
 from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import DurableNotPersisted, Hub
-from ..hub.subscriber import Subscriber
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
 from ..protocol.errors import ConnectionClosing, RequestError
@@ -27,11 +29,13 @@ from ..protocol.frames import (
     Ping,
     Presence,
     Publish,
+    Refresh,
     Request,
     Subscribe,
     Unsubscribe,
 )
 from ..protocol.session import Session
+from .client import Client
 
 __all__ = ["PROTOCOL_VERSION", "handle_text"]
 
@@ -53,9 +57,16 @@ def _subscribe_result(room: str, recovery: Recovery) -> dict[str, Any]:
     }
 
 
-async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Session) -> None:
+async def _carry_out(request: Request, hub: Hub, session: Session, client: Client) -> None:
     rid = request.id
+    sub = client.sub
+    if isinstance(request, Connect):
+        await _connect(request, client)
+        return
+    if client.principal is None:  # no connect frame: the handshake's token, or anonymous
+        await client.login(client.handshake_token, None)
     if isinstance(request, Publish):
+        client.check_publish(request.room, rid)
         data = session.payload(request)
         try:
             event = await hub.publish(request.room, data, sub.user, durable=request.durable)
@@ -63,6 +74,7 @@ async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Sessi
             raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
         sub.offer(encode_reply(rid, {"epoch": event.epoch, "offset": event.offset}))
     elif isinstance(request, Subscribe):
+        client.check_read(request.room, rid)
         s = request.since
         since = None if s is None else Position(s.epoch, s.offset)
         room = request.room
@@ -73,6 +85,7 @@ async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Sessi
         await hub.unsubscribe(sub, request.room)
         sub.offer(encode_reply(rid, {"room": request.room}))
     elif isinstance(request, History):
+        client.check_read(request.room, rid)
         page = await hub.history(request.room, limit=request.limit, before=request.before)
         result = {
             "room": request.room,
@@ -83,36 +96,57 @@ async def _carry_out(request: Request, hub: Hub, sub: Subscriber, session: Sessi
         }
         sub.offer_replay([encode_reply(rid, result)])  # asked for: not backlog
     elif isinstance(request, Presence):
+        client.check_read(request.room, rid)
         members = await hub.presence(request.room)
         result = {"room": request.room, "members": [entry.to_dict() for entry in members]}
         sub.offer(encode_reply(rid, result))
     elif isinstance(request, Ping):
         sub.offer(encode_reply(rid, {"ts": time.time()}))
-    elif isinstance(request, Connect):
+    elif isinstance(request, Refresh):
+        revoked = await client.refresh(request.token, rid)
+        for room in revoked:
+            await hub.unsubscribe(sub, room)
+        expires = client.principal.expires if client.principal else None
+        sub.offer(encode_reply(rid, {"expires": expires, "revoked": revoked}))
+
+
+async def _connect(request: Connect, client: Client) -> None:
+    """Authenticate with the frame's token (or the handshake's, or none)."""
+    token = request.token or client.handshake_token
+    if token is not None or client.principal is None:
+        principal = await client.login(token, request.name)
+    else:
+        principal = client.principal
         if request.name is not None:
-            sub.user = request.name
-        result = {
-            "conn": sub.conn_id,
-            "user": sub.user,
-            "node": NODE_ID,
-            "version": PROTOCOL_VERSION,
-        }
-        sub.offer(encode_reply(rid, result))
+            client.rename(request.name)
+    sub = client.sub
+    result = {
+        "conn": sub.conn_id,
+        "user": sub.user,
+        "user_id": principal.user,
+        "expires": principal.expires,
+        "node": NODE_ID,
+        "version": PROTOCOL_VERSION,
+    }
+    sub.offer(encode_reply(request.id, result))
 
 
-async def handle_text(text: str, hub: Hub, sub: Subscriber, session: Session) -> None:
+async def handle_text(text: str, hub: Hub, session: Session, client: Client) -> None:
     """Decode, validate and carry out one text frame; queue its reply.
 
     Raises :class:`~roomcast.protocol.errors.ConnectionClosing` when the
     connection must be closed; every other failure becomes an error reply.
     """
     rid: int | None = None
+    sub = client.sub
     try:
         request = session.receive_text(text)
         rid = request.id
-        await _carry_out(request, hub, sub, session)
+        await _carry_out(request, hub, session, client)
     except RequestError as exc:
         sub.offer(encode_error(exc.request_id, exc.code, exc.message))
+        if exc.code is ErrorCode.FORBIDDEN:
+            session.refused()  # probing rooms counts towards max_bad_frames
     except ConnectionClosing:
         raise
     except Unavailable as exc:

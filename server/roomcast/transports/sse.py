@@ -17,7 +17,7 @@ What a client sees (docs/protocol.md, "Server-Sent Events"):
   form ``a=<epoch>:<offset>;b=<epoch>:<offset>``, so one Last-Event-ID
   resumes every room.
 * The stream ends with a ``close`` event carrying a close code from the table
-  (3000 shutdown, 3001 slow consumer) when the server ends it; a stream the
+  (3000 shutdown, 3001 slow consumer, 3003 token expired) when the server ends it; a stream the
   server cannot start for a broker outage gets an ``error`` event and ends, and
   EventSource reconnects after ``retry``.
 
@@ -29,19 +29,22 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections.abc import AsyncIterator
 
 import anyio
 import orjson
 from sse_starlette import EventSourceResponse
 
+from ..auth import Authority, ConnectionLease, Principal
 from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, close_reason
 from ..protocol.events import Position
 from ..settings import Settings
-from .websocket import anonymous_name, new_connection_id
+from .client import Client
+from .websocket import new_connection_id
 
 __all__ = ["LastEventIdError", "parse_last_event_id", "sse_response"]
 
@@ -117,8 +120,14 @@ def _control(kind: str, fields: dict[str, object]) -> bytes:
 
 
 async def _stream(
-    hub: Hub, sub: Subscriber, since: dict[str, Position | None], settings: Settings
+    hub: Hub,
+    client: Client,
+    principal: Principal,
+    since: dict[str, Position | None],
+    settings: Settings,
 ) -> AsyncIterator[bytes]:
+    sub = client.sub
+    client.adopt(principal)  # starts the expiry timer: a ``close`` 3003 at exp
     several = len(since) > 1
     positions: dict[str, str] = {
         room: f"{pos.epoch}:{pos.offset}" for room, pos in since.items() if pos is not None
@@ -151,23 +160,33 @@ async def _stream(
             yield _control("close", {"code": int(code), "reason": close_reason(code)})
     finally:
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)  # keeps an earlier code
+        client.release()
         with anyio.CancelScope(shield=True):
             await hub.disconnect(sub)
 
 
 def sse_response(
-    hub: Hub, settings: Settings, since: dict[str, Position | None], name: str | None
+    hub: Hub,
+    settings: Settings,
+    since: dict[str, Position | None],
+    authority: Authority,
+    principal: Principal,
+    lease: ConnectionLease,
 ) -> EventSourceResponse:
-    """The event stream of ``since``'s rooms, each resumed from its position."""
+    """The event stream of ``since``'s rooms, each resumed from its position, for
+    an authenticated ``principal`` holding ``lease`` (released when the stream ends,
+    or when it is dropped before it started)."""
     sub = Subscriber(
         new_connection_id(),
-        name or anonymous_name(),
+        principal.name,
         max_messages=settings.outbox_max_messages,
         max_bytes=settings.outbox_max_bytes,
         sse=True,
     )
+    client = Client(authority, sub, lease)
+    weakref.finalize(client, lease.release)
     return EventSourceResponse(
-        _stream(hub, sub, since, settings),
+        _stream(hub, client, principal, since, settings),
         ping=settings.sse_keepalive,
         send_timeout=settings.send_timeout,
     )

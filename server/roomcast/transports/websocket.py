@@ -1,5 +1,14 @@
 """The WebSocket transport: one reader and one writer per connection.
 
+Before the handshake is accepted, the ``Origin`` is checked against the
+allowed origins (cross-site WebSocket hijacking): a page of another site gets
+HTTP 403. After it, a connection over the per-address limit is closed 3004,
+and a token from the handshake (the auth cookie, or a ``token`` query
+parameter) is verified; the recommended way is a ``connect`` frame with the
+token, which keeps it out of URLs and logs. When credentials are required
+(``auth=jwt`` with no public namespace), a connection that has not sent
+``connect`` within ``auth_timeout`` is closed 3500.
+
 The connection's own task (the ASGI endpoint) is the reader: it receives
 frames, feeds them to the session and dispatch, and queues replies in the
 subscriber's outbox. A writer task drains that outbox to the socket, so the
@@ -31,14 +40,17 @@ import contextlib
 import logging
 import secrets
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..auth import Authority
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, close_reason
 from ..protocol.errors import ConnectionClosing
 from ..protocol.session import Session, SessionLimits
 from ..settings import Settings
+from .client import Client
 from .dispatch import handle_text
 
 __all__ = ["serve_websocket"]
@@ -60,6 +72,10 @@ def session_limits(settings: Settings) -> SessionLimits:
         max_payload_bytes=settings.max_payload_bytes,
         max_subscriptions=settings.max_subscriptions,
         max_bad_frames=settings.max_bad_frames,
+        max_room_length=settings.max_room_length,
+        publish_rate=settings.publish_rate,
+        publish_burst=settings.publish_burst,
+        max_rate_breaches=settings.max_rate_breaches,
     )
 
 
@@ -78,19 +94,33 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
 
 
-async def _read(ws: WebSocket, hub: Hub, sub: Subscriber, session: Session) -> None:
+async def _receive(ws: WebSocket, client: Client, timeout: float) -> Message:
+    if not client.needs_credentials:
+        return await ws.receive()
+    async with asyncio.timeout(timeout):
+        return await ws.receive()
+
+
+async def _read(
+    ws: WebSocket, hub: Hub, session: Session, client: Client, auth_timeout: float
+) -> None:
     """Receive frames until the peer leaves or the connection must close."""
+    sub = client.sub
     while not sub.closing:
-        message = await ws.receive()
+        try:
+            message = await _receive(ws, client, auth_timeout)
+        except TimeoutError:
+            sub.close(CloseCode.UNAUTHORIZED)
+            return
         if message["type"] == "websocket.disconnect":
             sub.close(CloseCode.GOING_AWAY, peer_gone=True)
             return
         text = message.get("text")
         try:
-            if text is None:
+            if not isinstance(text, str):
                 session.receive_binary()
             else:
-                await handle_text(text, hub, sub, session)
+                await handle_text(text, hub, session, client)
         except ConnectionClosing as exc:
             sub.close(exc.close_code)
             return
@@ -103,8 +133,19 @@ async def _close(ws: WebSocket, code: CloseCode, timeout: float) -> None:
             await ws.close(code, close_reason(code))
 
 
-async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
-    """Run one WebSocket connection from accept to cleanup."""
+def handshake_token(ws: WebSocket, authority: Authority) -> str | None:
+    """A token from the auth cookie or the ``token`` query parameter."""
+    return ws.query_params.get("token") or ws.cookies.get(authority.cookie) or None
+
+
+async def serve_websocket(
+    ws: WebSocket, hub: Hub, settings: Settings, authority: Authority
+) -> None:
+    """Run one WebSocket connection from the handshake to cleanup."""
+    if not authority.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
+        log.info("refused a WebSocket from origin %r", ws.headers.get("origin"))
+        await ws.close(CloseCode.POLICY)  # before accept: the upgrade is refused with 403
+        return
     await ws.accept()
     if hub.draining:  # shutting down: send the client elsewhere at once
         await _close(ws, CloseCode.SHUTDOWN, settings.slow_close_timeout)
@@ -115,6 +156,19 @@ async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
         max_messages=settings.outbox_max_messages,
         max_bytes=settings.outbox_max_bytes,
     )
+    try:
+        lease = authority.limiter.lease(ws.client.host if ws.client else None)
+    except ConnectionClosing as exc:
+        await _close(ws, exc.close_code, settings.slow_close_timeout)
+        return
+    client = Client(authority, sub, lease, handshake_token(ws, authority))
+    try:
+        if client.handshake_token is not None:
+            await client.login(client.handshake_token, None)
+    except ConnectionClosing as exc:
+        lease.release()
+        await _close(ws, exc.close_code, settings.slow_close_timeout)
+        return
     session = Session(session_limits(settings), sub.rooms)
     hub.register(sub)
     reader = asyncio.current_task()
@@ -131,7 +185,7 @@ async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
 
     writer.add_done_callback(writer_done)
     try:
-        await _read(ws, hub, sub, session)
+        await _read(ws, hub, session, client, settings.auth_timeout)
     except asyncio.CancelledError:
         if not (sub.closing and writer.done()):
             raise
@@ -149,4 +203,5 @@ async def serve_websocket(ws: WebSocket, hub: Hub, settings: Settings) -> None:
         if not sub.peer_gone and sub.close_code is not None:
             await _close(ws, sub.close_code, settings.slow_close_timeout)
         sub.on_evict = None
+        client.release()
         await hub.disconnect(sub)

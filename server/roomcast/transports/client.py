@@ -1,0 +1,118 @@
+"""One connection's identity: its principal, its token's expiry, its place in
+the connection limits. Shared by the WebSocket and SSE transports.
+
+When the token expires the connection is closed with 3003 (TOKEN_EXPIRED),
+unless a ``refresh`` brought a new one first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..auth import (
+    Authority,
+    AuthUnavailable,
+    ConnectionLease,
+    InvalidCredentials,
+    Principal,
+    TokenExpiredError,
+)
+from ..hub.subscriber import Subscriber
+from ..protocol.codes import CloseCode, ErrorCode
+from ..protocol.errors import RequestError
+
+__all__ = ["Client"]
+
+
+class Client:
+    """Call :meth:`release` when the connection ends."""
+
+    def __init__(
+        self,
+        authority: Authority,
+        sub: Subscriber,
+        lease: ConnectionLease,
+        handshake_token: str | None = None,
+    ) -> None:
+        self.authority = authority
+        self.sub = sub
+        self.lease = lease
+        self.handshake_token = handshake_token
+        """A token from the handshake (cookie or query), used unless ``connect`` brings one."""
+        self.principal: Principal | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def needs_credentials(self) -> bool:
+        """No principal yet, and anonymous clients are not let in."""
+        return self.principal is None and not self.authority.anonymous_allowed
+
+    async def login(self, token: str | None, name: str | None) -> Principal:
+        """Authenticate with ``token`` (or as anonymous). Raises the
+        ConnectionClosing errors of auth/errors.py (3500, 3003, 1013, 3004)."""
+        principal = await self.authority.authenticate(token, name)
+        self.adopt(principal)
+        return principal
+
+    async def refresh(self, token: str, request_id: int | None) -> list[str]:
+        """Replace the token before it expires; returns the rooms the new token
+        no longer allows (the caller unsubscribes them). Failures are error
+        replies: the connection stays until the old token expires."""
+        if self.authority.verifier is None:
+            raise RequestError(ErrorCode.BAD_REQUEST, "tokens are not used (auth=off)", request_id)
+        try:
+            principal = await self.authority.authenticate(token)
+        except InvalidCredentials as exc:
+            raise RequestError(ErrorCode.UNAUTHORIZED, str(exc), request_id) from None
+        except TokenExpiredError as exc:
+            raise RequestError(ErrorCode.TOKEN_EXPIRED, str(exc), request_id) from None
+        except AuthUnavailable as exc:
+            raise RequestError(ErrorCode.UNAVAILABLE, str(exc), request_id) from None
+        current = self.principal
+        if current is not None and not current.anonymous and current.user != principal.user:
+            raise RequestError(ErrorCode.FORBIDDEN, "the token is for another user", request_id)
+        self.adopt(principal)
+        return [room for room in self.sub.rooms if not self.may_subscribe(room)]
+
+    def adopt(self, principal: Principal) -> None:
+        """Act as ``principal`` from now on; closes 3003 when its token expires.
+        Raises TooManyConnections over the per-user limit."""
+        self.lease.claim_user(None if principal.anonymous else principal.user)
+        self.principal = principal
+        self.sub.user = principal.name
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if principal.expires is not None:
+            delay = max(0.0, principal.expires + self.authority.leeway - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        self.sub.close(CloseCode.TOKEN_EXPIRED)
+
+    def rename(self, name: str) -> None:
+        """An anonymous client may choose the name others see."""
+        if self.principal is not None and self.principal.anonymous:
+            self.sub.user = name
+
+    def may_subscribe(self, room: str) -> bool:
+        return self.principal is not None and self.authority.may_subscribe(self.principal, room)
+
+    def check_read(self, room: str, request_id: int | None) -> None:
+        """Subscribe, history and presence need read permission; else ``forbidden``."""
+        if not self.may_subscribe(room):
+            raise RequestError(ErrorCode.FORBIDDEN, f"not allowed to read {room!r}", request_id)
+
+    def check_publish(self, room: str, request_id: int | None) -> None:
+        principal = self.principal
+        if principal is None or not self.authority.may_publish(principal, room):
+            message = f"not allowed to publish to {room!r}"
+            raise RequestError(ErrorCode.FORBIDDEN, message, request_id)
+
+    def release(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self.lease.release()
