@@ -87,7 +87,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``1h``, ``7d`` as seconds."""
     value = text.strip().lower()
-    unit = _UNITS.get(value[-1:], None)
+    unit = _UNITS.get(value[-1:])
     number = value[:-1] if unit is not None else value
     try:
         seconds = float(number) * (unit or 1)
