@@ -109,27 +109,37 @@ class Roomcast:
 
     async def _continue_persisted_rooms(self) -> None:
         """Every persisted room's options are known before the first publish (they
-        hold through a database outage); on the memory broker those rooms resume
-        their epoch and offsets (and latest history) from SQL."""
-        broker = self.hub.broker
+        hold through a database outage); on the memory broker those rooms, and the
+        rooms of persisted namespaces, resume their epoch and offsets (and latest
+        history) from SQL."""
+        persisted: list[str] = []
         offset, total = 0, 1
         while offset < total:
             records, total = await self.store.list_rooms(offset, 500)
             offset += len(records) or total
             for record in records:
-                if not record.persist:
-                    continue
-                self.archive.remember(
-                    record.name, RoomOptions(True, record.presence, record.history_size)
+                if record.persist:
+                    options = RoomOptions(True, record.presence, record.history_size)
+                    self.archive.remember(record.name, options)
+                    persisted.append(record.name)
+        broker = self.hub.broker
+        if not isinstance(broker, MemoryBroker):
+            return  # Redis keeps positions itself
+        namespaces = self.authority.namespaces
+        if namespaces.any_persisted:
+            created = set(persisted)
+            persisted += [
+                room
+                for room in await self.store.message_rooms()
+                if room not in created and namespaces.room_options(room).persist
+            ]
+        for room in persisted:
+            position = await self.store.latest_position(room)
+            if position is not None:
+                events = await self.store.before(
+                    room, None, broker.history_size, epoch=position.epoch
                 )
-                if not isinstance(broker, MemoryBroker):
-                    continue  # Redis keeps positions itself
-                position = await self.store.latest_position(record.name)
-                if position is not None:
-                    events = await self.store.before(
-                        record.name, None, broker.history_size, epoch=position.epoch
-                    )
-                    broker.seed(record.name, position, events)
+                broker.seed(room, position, events)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:

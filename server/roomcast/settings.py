@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     """Seconds of clock skew allowed on ``exp`` and ``nbf``."""
     jwks_cache_ttl: Positive = 300.0
     """Seconds a fetched JWKS document is used before it is fetched again."""
+    jwks_timeout: Positive = 5.0
+    """Seconds to wait for the JWKS document; past it, clients get 1013 / 503."""
     auth_cookie: str = "roomcast_token"
     """Cookie a WebSocket or SSE client may carry its token in."""
     auth_timeout: Positive = 10.0

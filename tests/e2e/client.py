@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 RECV_TIMEOUT = 10.0
 
@@ -19,6 +20,7 @@ class Client:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.events: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []  # replies :meth:`closed` saw
         self._ids = itertools.count(1)
 
     @classmethod
@@ -68,6 +70,20 @@ class Client:
 
     async def messages(self, count: int, timeout: float = RECV_TIMEOUT) -> list[dict[str, Any]]:
         return [await self.event("message", timeout) for _ in range(count)]
+
+    async def closed(self, timeout: float = RECV_TIMEOUT) -> int:
+        """Wait for the server's close; its code (frames received meanwhile are kept)."""
+        closed: ConnectionClosed
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    frame = json.loads(await self.conn.recv())
+                    (self.events if "type" in frame else self.replies).append(frame)
+            except ConnectionClosed as exc:
+                closed = exc
+        if closed.rcvd is None:
+            raise AssertionError("closed without a close frame")
+        return closed.rcvd.code
 
 
 def slow_reader_socket(port: int) -> socket.socket:

@@ -63,9 +63,14 @@ class SseStream:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    url: str, last_event_id: str | None = None, **params: Any
+    url: str,
+    last_event_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    **params: Any,
 ) -> AsyncIterator[SseStream]:
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    headers = dict(headers or {})
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
         client.stream("GET", url, headers=headers, params=params) as response,

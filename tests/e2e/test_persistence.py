@@ -137,6 +137,35 @@ async def test_persisted_rooms_and_their_positions_survive_a_restart(
     assert (after["result"]["epoch"], after["result"]["offset"]) == (epoch, 4)
 
 
+async def test_rooms_of_a_persisted_namespace_are_kept_without_being_created(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    settings = {
+        "database_url": database_url,
+        "presence": "false",
+        "namespaces": '{"log": {"persist": true, "history_size": 2}}',
+    }
+    first = server_factory(**settings)
+    client = await Client.open(first.ws)
+    published = [
+        await client.request("publish", room="log:app", data=n, durable=True) for n in range(4)
+    ]
+    assert all(reply["ok"] for reply in published)  # durable: only persisted rooms allow it
+    refused = await client.request("publish", room="chat:x", data=0, durable=True)
+    assert not refused["ok"]
+    epoch = published[0]["result"]["epoch"]
+    await client.close()
+    assert first.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+
+    second = server_factory(**settings)
+    client = await Client.open(second.ws)
+    # The broker keeps 2 events (history_size); the other two come from SQL.
+    resumed = await client.request("subscribe", room="log:app", since={"epoch": epoch, "offset": 0})
+    assert (resumed["result"]["recovered"], resumed["result"]["replayed"]) == (True, 4)
+    after = await client.request("publish", room="log:app", data=4)
+    assert (after["result"]["epoch"], after["result"]["offset"]) == (epoch, 5)
+
+
 async def test_with_the_database_down_persisted_rooms_answer_unavailable_and_others_go_on(
     server_factory: ServerFactory, own_postgres: PostgresServer
 ) -> None:

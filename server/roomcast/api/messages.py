@@ -73,7 +73,8 @@ async def publish(
             status.HTTP_413_CONTENT_TOO_LARGE, f"data is {len(data)} bytes; the limit is {limit}"
         )
     try:
-        event = await rc.hub.publish(room, data, API_SENDER, durable=durable)
+        sender = API_SENDER if caller.admin else caller.name  # a token publishes as its user
+        event = await rc.hub.publish(room, data, sender, durable=durable)
     except DurableNotPersisted as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
     except Unavailable as exc:

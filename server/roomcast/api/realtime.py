@@ -56,12 +56,13 @@ async def _admit(
     authority = rc.authority
     token, from_cookie = stream_credentials(request, authority, token)
     origin = request.headers.get("origin")
-    if from_cookie and not authority.origins.allows(origin, request.headers.get("host")):
+    cookie_credentials = from_cookie and authority.required  # auth=off ignores tokens
+    if cookie_credentials and not authority.origins.allows(origin, request.headers.get("host")):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
     try:
         principal = await authority.authenticate(token, name)
     except ConnectionClosing as exc:
-        raise http_error(exc) from None
+        raise http_error(exc, presented=token is not None) from None
     for room in rooms:
         if not authority.may_subscribe(principal, room):
             raise denied(principal, f"read {room!r}")

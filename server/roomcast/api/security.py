@@ -26,6 +26,9 @@ __all__ = [
     "stream_credentials",
 ]
 
+RETRY_AFTER = 5
+"""Seconds a client over a connection limit is asked to wait (``Retry-After``)."""
+
 _bearer = HTTPBearer(auto_error=False, description="an API key or (auth=jwt) a token")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
@@ -35,15 +38,20 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def http_error(exc: ConnectionClosing) -> HTTPException:
-    """The HTTP answer to an auth error (auth/errors.py gives each its status)."""
+def http_error(exc: ConnectionClosing, *, presented: bool = True) -> HTTPException:
+    """The HTTP answer to an auth error (auth/errors.py gives each its status).
+    ``presented``: whether the request carried credentials (RFC 6750 gives an
+    ``error`` only then)."""
     code = getattr(exc, "status", status.HTTP_401_UNAUTHORIZED)
     headers = None
     if code == status.HTTP_401_UNAUTHORIZED:
-        description = "token expired" if isinstance(exc, TokenExpiredError) else "invalid"
-        headers = {
-            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'
-        }
+        challenge = "Bearer"
+        if presented:
+            description = "token expired" if isinstance(exc, TokenExpiredError) else "invalid"
+            challenge += f' error="invalid_token", error_description="{description}"'
+        headers = {"WWW-Authenticate": challenge}
+    elif code == status.HTTP_429_TOO_MANY_REQUESTS:
+        headers = {"Retry-After": str(RETRY_AFTER)}
     return HTTPException(code, str(exc) or exc.reason, headers=headers)
 
 
@@ -78,13 +86,14 @@ Caller = Annotated[Principal, Depends(get_caller)]
 def stream_credentials(
     request: Request, authority: Authority, query_token: str | None
 ) -> tuple[str | None, bool]:
-    """An SSE request's token: ``Authorization: Bearer``, the auth cookie, or the
-    ``token`` query parameter; and whether it came from the cookie."""
+    """An SSE request's token, the explicit ones first: ``Authorization: Bearer``,
+    the ``token`` query parameter, then the auth cookie; and whether it came from
+    the cookie (as on WebSocket, where ``?token=`` also wins over the cookie)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip(), False
+    if query_token:
+        return query_token, False
     cookie = request.cookies.get(authority.cookie)
-    if cookie:
-        return cookie, True
-    return query_token or None, False
+    return cookie or None, bool(cookie)

@@ -60,6 +60,6 @@ class Namespaces:
         )
 
     @property
-    def persisted(self) -> list[str]:
-        """Namespaces whose rooms are persisted without being created."""
-        return [name for name, config in self.configs.items() if config.persist]
+    def any_persisted(self) -> bool:
+        """Whether some namespace persists rooms nobody created."""
+        return any(config.persist for config in self.configs.values())

@@ -55,7 +55,7 @@ class TokenVerifier:
                 settings.jwt_jwks_url,
                 cache_jwk_set=True,
                 lifespan=settings.jwks_cache_ttl,
-                timeout=settings.redis_timeout,
+                timeout=settings.jwks_timeout,
             )
 
     async def _key(self, token: str, alg: str) -> Any:
@@ -101,7 +101,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpiredError("token expired") from None
-        except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:  # InvalidKeyError: a key of
+            # another kind (an RSA key for an ES256 token) is not a token error in pyjwt
             raise InvalidCredentials(f"invalid token: {exc}") from None
 
     async def principal(self, token: str) -> Principal:

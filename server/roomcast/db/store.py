@@ -289,6 +289,12 @@ class MessageStore:
             ).scalar_one()
         return Position(epoch, int(offset))
 
+    async def message_rooms(self) -> list[str]:
+        """Every room with stored messages, by name."""
+        query = select(MESSAGES.c.room).distinct().order_by(MESSAGES.c.room)
+        async with self._begin() as conn:
+            return [row[0] for row in await conn.execute(query)]
+
     async def count(self, room: str) -> int:
         """How many messages of ``room`` are stored (all epochs)."""
         query = select(func.count()).select_from(MESSAGES).where(MESSAGES.c.room == room)

@@ -17,6 +17,7 @@ from ..auth import (
     InvalidCredentials,
     Principal,
     TokenExpiredError,
+    TooManyConnections,
 )
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, ErrorCode
@@ -72,7 +73,10 @@ class Client:
         current = self.principal
         if current is not None and not current.anonymous and current.user != principal.user:
             raise RequestError(ErrorCode.FORBIDDEN, "the token is for another user", request_id)
-        self.adopt(principal)
+        try:
+            self.adopt(principal)
+        except TooManyConnections as exc:  # an anonymous client becoming a user at its limit
+            raise RequestError(ErrorCode.LIMIT_EXCEEDED, str(exc), request_id) from None
         return [room for room in self.sub.rooms if not self.may_subscribe(room)]
 
     def adopt(self, principal: Principal) -> None:

@@ -21,7 +21,7 @@ from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import DurableNotPersisted, Hub
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
-from ..protocol.errors import ConnectionClosing, RequestError
+from ..protocol.errors import ConnectionClosing, RequestError, Unauthorized
 from ..protocol.events import Position
 from ..protocol.frames import (
     Connect,
@@ -144,6 +144,8 @@ async def handle_text(text: str, hub: Hub, session: Session, client: Client) -> 
         rid = request.id
         await _carry_out(request, hub, session, client)
     except RequestError as exc:
+        if client.needs_credentials:  # whatever went wrong, it must authenticate first
+            raise Unauthorized("a token is required") from None
         sub.offer(encode_error(exc.request_id, exc.code, exc.message))
         if exc.code is ErrorCode.FORBIDDEN:
             session.refused()  # probing rooms counts towards max_bad_frames

@@ -94,10 +94,10 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
 
 
-async def _receive(ws: WebSocket, client: Client, timeout: float) -> Message:
+async def _receive(ws: WebSocket, client: Client, deadline: float) -> Message:
     if not client.needs_credentials:
         return await ws.receive()
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout_at(deadline):  # from the accept: frames do not extend it
         return await ws.receive()
 
 
@@ -106,9 +106,10 @@ async def _read(
 ) -> None:
     """Receive frames until the peer leaves or the connection must close."""
     sub = client.sub
+    deadline = asyncio.get_running_loop().time() + auth_timeout
     while not sub.closing:
         try:
-            message = await _receive(ws, client, auth_timeout)
+            message = await _receive(ws, client, deadline)
         except TimeoutError:
             sub.close(CloseCode.UNAUTHORIZED)
             return
