@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from roomcast.hub.broker import Recovery
 from roomcast.hub.redis import RedisBroker, decode_payload, encode_payload
+from roomcast.protocol.events import Position
 
 from ..redis_server import RedisCluster, RedisServer
 from .broker_contract import (
@@ -86,3 +89,60 @@ def test_payloads_round_trip_any_sender_and_data() -> None:
                 sender,
                 data,
             )
+
+
+async def test_a_resync_overtaken_by_another_drop_leaves_the_release_to_the_newer_one(
+    redis_server: RedisServer,
+) -> None:
+    """The link drops, comes back, and drops again while the first resync reads the
+    gap. Messages published during the second outage are only in the stream, and live
+    messages after the second reconnect may arrive before the second resync reads it:
+    they must stay held, or the gate would pass them and then drop the gap as seen."""
+    p = prefix()
+    sink = RecordingSink()
+    reader = RedisBroker(redis_server.url, prefix=p)
+    writer = RedisBroker(redis_server.url, prefix=p)
+    reader.bind(sink)
+    writer.bind(RecordingSink())
+    await reader.start()
+    await writer.start()
+    try:
+        await reader.subscribe("r")
+        for n in range(3):
+            await writer.publish("r", b"%d" % n, "w")
+        await sink_has(sink, 3)
+        (link,) = reader._links
+        real_recover = reader.recover
+        read = asyncio.Event()
+
+        async def slow_recover(room: str, since: Position | None) -> Recovery:
+            result = await real_recover(room, since)  # reads the gap (empty) now...
+            await read.wait()  # ...and returns only after the second drop
+            return result
+
+        reader._hold_link(link)  # first drop
+        reader.recover = slow_recover  # type: ignore[method-assign]
+        first = asyncio.create_task(reader._resync("r"))
+        await asyncio.sleep(0.05)
+        reader._hold_link(link)  # second drop, while the first resync reads
+        for n in (3, 4):  # published during the second outage: lost to pub/sub
+            await writer.publish("r", b"%d" % n, "w")
+        await wait_for(lambda: len(reader._held["r"]) == 2)
+        reader._held["r"].clear()
+        read.set()
+        await first
+        assert "r" in reader._held, "an overtaken resync released the hold"
+        reader.recover = real_recover  # type: ignore[method-assign]
+        await writer.publish("r", b"5", "w")  # live, before the second resync reads
+        await wait_for(lambda: len(reader._held["r"]) == 1)
+        await reader._resync("r")  # the second reconnect's resync
+        assert [e.offset for e in sink.events] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await reader.stop()
+        await writer.stop()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)

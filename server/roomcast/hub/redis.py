@@ -103,6 +103,8 @@ class RedisBroker(Broker):
         self._scripts: dict[str, Any] = {}
         self._delivered: dict[str, Position] = {}  # last position delivered, per room
         self._held: dict[str, list[Event | Notice]] = {}  # rooms being resynced
+        self._drops: dict[str, int] = {}  # per room: link drops seen, so a resync knows
+        # whether another drop came while it read the gap (then the newer one releases)
         self._presence: dict[str, dict[str, PresenceEntry]] = {}  # this process's entries
         self._upkeep: asyncio.Task[None] | None = None
 
@@ -271,26 +273,43 @@ class RedisBroker(Broker):
     def _hold_link(self, name: str) -> None:
         """A pub/sub link dropped: hold its rooms' live messages until each is resynced."""
         for channel in self._links[name].wanted:
-            self._held.setdefault(self._room_of(channel), [])
+            room = self._room_of(channel)
+            self._held.setdefault(room, [])
+            self._drops[room] = self._drops.get(room, 0) + 1
 
     async def _resync_link(self, name: str) -> None:
         rooms = [self._room_of(channel) for channel in self._links[name].wanted]
         await asyncio.gather(*(self._resync(room) for room in rooms if room in self._held))
 
     async def _resync(self, room: str) -> None:
-        since = self._delivered.get(room)
-        try:
-            recovery = await self.recover(room, since)
-        except BrokerUnavailable:
-            recovery = None  # dropped again: deliver what is held; the next reconnect retries
-        if recovery is not None:
-            if recovery.recovered:
-                for event in recovery.events:
-                    self._pass(event)
-            else:
-                log.warning("room %s lost its history; subscribers are told to reload", room)
-                self._reset(room, recovery.position)
-                self._delivered[room] = recovery.position
+        """Fill the room's gap from the stream, then release what was held.
+
+        Only the resync of the latest drop releases: if the link dropped again
+        while this one read the gap, live messages that arrive before the next
+        resync's read must stay held, or the gate would pass them ahead of the
+        gap and then drop the gap's events as already delivered. A failed read
+        is retried (the held messages wait rather than pass over a gap).
+        """
+        generation = self._drops.get(room, 0)
+        delay = 0.05
+        while True:
+            if room not in self._held or self._drops.get(room, 0) != generation:
+                return  # unsubscribed, or a newer drop: its resync releases the hold
+            try:
+                recovery = await self.recover(room, self._delivered.get(room))
+                break
+            except BrokerUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_cap)
+        if room not in self._held or self._drops.get(room, 0) != generation:
+            return
+        if recovery.recovered:
+            for event in recovery.events:
+                self._pass(event)
+        else:
+            log.warning("room %s lost its history; subscribers are told to reload", room)
+            self._reset(room, recovery.position)
+            self._delivered[room] = recovery.position
         for item in self._held.pop(room, []):
             self._pass(item)
 
@@ -323,6 +342,7 @@ class RedisBroker(Broker):
                 link.unsubscribe(channel)
         self._delivered.pop(room, None)
         self._held.pop(room, None)
+        self._drops.pop(room, None)
 
     def _events(self, room: str, epoch: str, entries: list[Any]) -> list[Event]:
         events = []
