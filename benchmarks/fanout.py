@@ -511,6 +511,7 @@ def server_env(cfg: Config) -> dict[str, str]:
     env.update(
         ROOMCAST_LOG_LEVEL="warning",
         ROOMCAST_PRESENCE="false",
+        ROOMCAST_PUBLISH_RATE="0",  # one publisher, as fast as acks allow
         ROOMCAST_OUTBOX_MAX_MESSAGES=str(cfg.outbox_max_messages),
         ROOMCAST_OUTBOX_MAX_BYTES=str(outbox_bytes),
     )

@@ -24,8 +24,12 @@ def test_roomcast_loggers_log_at_the_chosen_level() -> None:
 
 
 def test_uvicorn_runs_the_sansio_websocket_engine_with_our_limits() -> None:
+    from uvicorn.importer import import_from_string
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
     kwargs = uvicorn_config_kwargs(Settings(ws_max_size=1234))
-    assert kwargs["ws"] == "websockets-sansio"
+    protocol = import_from_string(kwargs["ws"])
+    assert issubclass(protocol, WebSocketsSansIOProtocol)  # roomcast's direct writer on top
     assert kwargs["ws_max_size"] == 1234
 
 

@@ -36,7 +36,8 @@ def check_serve_settings(settings: Settings) -> None:
 
 def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
     """The uvicorn settings roomcast runs with: the websockets-sansio engine (it has
-    write backpressure), our frame size limit, pings and shutdown timeout."""
+    write backpressure) with roomcast's direct writer (transports/uvicorn_ws.py),
+    our frame size limit, pings and shutdown timeout."""
     return {
         "log_config": log_config(settings),
         "host": settings.host,
@@ -44,7 +45,7 @@ def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
         "workers": settings.workers,
         "log_level": settings.log_level,
         "lifespan": "on",
-        "ws": "websockets-sansio",
+        "ws": "roomcast.transports.uvicorn_ws:RoomcastWebSocketProtocol",
         "ws_max_size": settings.ws_max_size,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,

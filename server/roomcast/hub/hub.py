@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
@@ -122,6 +122,7 @@ class Hub:
         self._idle.set()
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._corked: list[Subscriber] = []  # subscribers to flush this loop iteration
         broker.bind(self)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -208,14 +209,29 @@ class Hub:
 
     # -- fan-out (BrokerSink) -------------------------------------------------------
 
+    def _offer_live(self, subs: Iterable[Subscriber], frame: str, wire: bytes) -> None:
+        """Offer one frame to WebSocket subscribers; those that cork it are flushed
+        together at the end of this loop iteration (one write per connection)."""
+        corked = self._corked
+        first = not corked
+        for sub in subs:
+            if sub.offer_wire(frame, wire):
+                corked.append(sub)
+        if first and corked:
+            asyncio.get_running_loop().call_soon(self._flush_corked)
+
+    def _flush_corked(self) -> None:
+        corked, self._corked = self._corked, []
+        for sub in corked:
+            sub.flush()
+
     def deliver(self, event: Event) -> None:
         """Offer ``event`` to every local subscriber of its room. Never awaits."""
         local = self._rooms.get(event.room)
         if local is None:
             return
-        frame = event.frame
-        for sub in local.live:
-            sub.offer(frame)
+        if local.live:
+            self._offer_live(local.live, event.frame, event.wire)
         if local.live_sse:
             sse = event.sse
             for sub in local.live_sse:
@@ -233,9 +249,8 @@ class Hub:
         local = self._rooms.get(notice.room)
         if local is None:
             return
-        frame = notice.frame
-        for sub in local.live:
-            sub.offer(frame)
+        if local.live:
+            self._offer_live(local.live, notice.frame, notice.wire)
         if local.live_sse:
             sse = notice.sse
             for sub in local.live_sse:

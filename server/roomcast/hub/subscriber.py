@@ -1,12 +1,18 @@
 """Subscriber: one connection as the hub sees it, with a bounded outbox.
 
-The hub only ever calls :meth:`Subscriber.offer`, which never blocks and never
-awaits: it appends an already-encoded frame to the outbox and wakes the
-connection's writer if it was idle. When the outbox would exceed its bounds
-(``max_messages`` frames or ``max_bytes`` characters) the subscriber is
-evicted as a slow consumer: its outbox is dropped and it is marked closing
-with 3001. Its writer then closes the connection; the client reconnects and
-resumes from history.
+The hub only ever calls :meth:`Subscriber.offer` (or :meth:`offer_wire`), which
+never blocks and never awaits: it appends an already-encoded frame to the
+outbox and wakes the connection's writer if it was idle.
+
+A transport that can take a shared, pre-built WebSocket frame without waiting
+sets :attr:`Subscriber.direct`. Then, while nothing is queued or being sent
+and the connection is writable, :meth:`offer_wire` *corks* the frame instead
+of waking the writer, and the hub calls :meth:`flush` once per loop iteration:
+every event of that iteration goes out in one write, with no task switch.
+Anything offered through the outbox first flushes what is corked, so the
+order on the wire is the order of the offers, and backpressure is unchanged
+(a paused transport takes nothing directly; frames then queue and count
+against the bounds).
 
 The writer side (a transport) must loop::
 
@@ -31,10 +37,22 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from ..protocol.codes import CloseCode
 
-__all__ = ["Subscriber"]
+__all__ = ["DirectWrite", "Subscriber"]
+
+
+class DirectWrite(Protocol):
+    """A connection that can take complete WebSocket frames without waiting."""
+
+    def ready(self) -> bool:
+        """Open, not paused by flow control: :meth:`write` would not buffer past
+        the transport's high-water mark."""
+
+    def write(self, data: bytes) -> None:
+        """Write complete frames now (never awaits)."""
 
 
 class Subscriber:
@@ -42,12 +60,14 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
+        "_corked",
         "_credit",
         "_credit_bytes",
         "_outbox",
         "_waiter",
         "close_code",
         "conn_id",
+        "direct",
         "max_bytes",
         "max_messages",
         "on_evict",
@@ -78,16 +98,21 @@ class Subscriber:
         self.stalls = 0  # consecutive looks that found a send with no progress
         self.on_evict: Callable[[], object] | None = None
         """Called once on eviction; the transport uses it to stop a blocked writer."""
+        self.direct: DirectWrite | None = None
+        """Set by a transport that can take pre-built frames (see offer_wire)."""
         self._outbox: deque[str] = deque()
         self._bytes = 0
         self._credit = 0  # frames queued by offer_replay, not yet sent
         self._credit_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._corked: list[tuple[str, bytes]] | None = None  # (frame, wire) awaiting flush
 
     # -- hub side ---------------------------------------------------------------
 
     def offer(self, frame: str) -> bool:
         """Queue ``frame`` for sending. False if closing or just evicted."""
+        if self._corked is not None:
+            self.flush()  # what was corked goes first
         if self.close_code is not None:
             return False
         self._outbox.append(frame)
@@ -100,6 +125,45 @@ class Subscriber:
             return False
         self._wake()
         return True
+
+    def offer_wire(self, frame: str, wire: bytes) -> bool:
+        """Offer an event: ``frame`` as text, ``wire`` as the same frame made a
+        complete WebSocket frame (shared by every subscriber).
+
+        When nothing is ahead of it and the connection takes direct writes, the
+        event is corked; True means this subscriber just started corking and
+        the caller must call :meth:`flush` before this loop iteration ends.
+        Otherwise the frame is queued like :meth:`offer`.
+        """
+        corked = self._corked
+        if corked is not None:
+            corked.append((frame, wire))
+            return False
+        direct = self.direct
+        if (
+            direct is not None
+            and not self._outbox
+            and not self.sending
+            and self.close_code is None
+            and direct.ready()
+        ):
+            self._corked = [(frame, wire)]
+            return True
+        self.offer(frame)
+        return False
+
+    def flush(self) -> None:
+        """Write what is corked in one write; if the connection can no longer
+        take it directly, queue it instead (in order)."""
+        corked, self._corked = self._corked, None
+        if not corked:
+            return
+        direct = self.direct
+        if direct is not None and self.close_code is None and direct.ready():
+            direct.write(corked[0][1] if len(corked) == 1 else b"".join(w for _, w in corked))
+            return
+        for frame, _ in corked:
+            self.offer(frame)
 
     def evict(self) -> None:
         """Close as a slow consumer (3001, unless already closing with another
@@ -116,6 +180,8 @@ class Subscriber:
         raised by the replay's size until that many frames have been sent, so
         only live traffic a client cannot keep up with evicts it.
         """
+        if self._corked is not None:
+            self.flush()
         if self.close_code is not None or not frames:
             return
         size = sum(map(len, frames))
@@ -139,6 +205,11 @@ class Subscriber:
         the peer has already disconnected, so nothing more is sent at all.
         The first close code wins.
         """
+        if self._corked is not None:
+            if discard or peer_gone:
+                self._corked = None
+            else:
+                self.flush()  # sent before the close, like the rest of the outbox
         if self.close_code is None:
             self.close_code = code
         if peer_gone:

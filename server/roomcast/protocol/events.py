@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .wsframe import text_frame
+
 __all__ = ["Event", "Notice", "Position", "encode_event_frame"]
 
 
@@ -58,7 +60,7 @@ class Event:
     read it. ``frame`` is the encoded text frame, built once and cached.
     """
 
-    __slots__ = ("_frame", "_sse", "data", "epoch", "offset", "room", "sender", "ts")
+    __slots__ = ("_frame", "_sse", "_wire", "data", "epoch", "offset", "room", "sender", "ts")
 
     def __init__(
         self, room: str, epoch: str, offset: int, data: bytes, sender: str, ts: float
@@ -71,6 +73,7 @@ class Event:
         self.ts = ts
         self._frame: str | None = None
         self._sse: str | None = None
+        self._wire: bytes | None = None
 
     @property
     def position(self) -> Position:
@@ -84,6 +87,14 @@ class Event:
                 self.room, self.epoch, self.offset, self.data, self.sender, self.ts
             )
         return frame
+
+    @property
+    def wire(self) -> bytes:
+        """``frame`` as a complete WebSocket frame (wsframe.py), built once."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = text_frame(self.frame.encode())
+        return wire
 
     @property
     def sse(self) -> str:
@@ -114,7 +125,7 @@ class Event:
 class Notice:
     """An event without a position: ``{"type": kind, "room": room, **fields}``."""
 
-    __slots__ = ("_frame", "_sse", "fields", "kind", "room")
+    __slots__ = ("_frame", "_sse", "_wire", "fields", "kind", "room")
 
     def __init__(self, kind: str, room: str, fields: dict[str, Any]) -> None:
         self.kind = kind
@@ -122,6 +133,7 @@ class Notice:
         self.fields = fields
         self._frame: str | None = None
         self._sse: str | None = None
+        self._wire: bytes | None = None
 
     @property
     def frame(self) -> str:
@@ -131,6 +143,14 @@ class Notice:
                 {"type": self.kind, "room": self.room, **self.fields}
             ).decode()
         return frame
+
+    @property
+    def wire(self) -> bytes:
+        """``frame`` as a complete WebSocket frame (wsframe.py), built once."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = text_frame(self.frame.encode())
+        return wire
 
     @property
     def sse(self) -> str:

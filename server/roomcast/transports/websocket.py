@@ -49,11 +49,16 @@ from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, close_reason
 from ..protocol.errors import ConnectionClosing
 from ..protocol.session import Session, SessionLimits
+from ..protocol.wsframe import text_frame
 from ..settings import Settings
 from .client import Client
 from .dispatch import handle_text
+from .uvicorn_ws import DIRECT
 
 __all__ = ["serve_websocket"]
+
+WRITE_BATCH = 64
+"""Most queued frames one direct write carries."""
 
 log = logging.getLogger("roomcast.websocket")
 
@@ -80,7 +85,13 @@ def session_limits(settings: Settings) -> SessionLimits:
 
 
 async def _write(ws: WebSocket, sub: Subscriber) -> None:
-    """Drain ``sub``'s outbox to the socket until it is closing and empty."""
+    """Drain ``sub``'s outbox to the socket until it is closing and empty.
+
+    Under roomcast's uvicorn protocol (``sub.direct``), what is queued goes out
+    as one write of up to ``WRITE_BATCH`` frames while the transport is
+    writable; otherwise, and for anything while paused, frame by frame through
+    ASGI, which waits for the transport to drain."""
+    direct = sub.direct
     try:
         while True:
             frame = sub.pop()
@@ -88,6 +99,12 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
                 if sub.close_code is not None:
                     return
                 await sub.wait()
+                continue
+            if direct is not None and direct.ready():
+                chunks = [text_frame(frame.encode())]
+                while len(chunks) < WRITE_BATCH and (more := sub.pop()) is not None:
+                    chunks.append(text_frame(more.encode()))
+                direct.write(b"".join(chunks))
                 continue
             await ws.send_text(frame)
     except (WebSocketDisconnect, RuntimeError, OSError):
@@ -171,6 +188,7 @@ async def serve_websocket(
         await _close(ws, exc.close_code, settings.slow_close_timeout)
         return
     session = Session(session_limits(settings), sub.rooms)
+    sub.direct = (ws.scope.get("extensions") or {}).get(DIRECT)  # under roomcast's protocol
     hub.register(sub)
     reader = asyncio.current_task()
     assert reader is not None
