@@ -126,6 +126,12 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench_args, prog="roomcast bench")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomcast", description="real-time rooms over WebSocket")
     parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
@@ -168,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--secret", help="HS256 secret (default: ROOMCAST_JWT_SECRET)")
     token.set_defaults(func=_token)
+
+    # The bench parses its own flags (roomcast.bench.config), so `roomcast serve` never
+    # imports the load client; prefix_chars="+" hands every flag, -h too, through to it.
+    bench = commands.add_parser(
+        "bench",
+        help="load-test a server: fanout | rooms | connect | idle | sse (docs/bench.md)",
+        add_help=False,
+        prefix_chars="+",
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)

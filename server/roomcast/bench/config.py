@@ -1,0 +1,246 @@
+"""The command line of ``roomcast bench`` and the configuration it yields.
+
+``roomcast bench SCENARIO [flags]``; every flag is documented in docs/bench.md. The
+parser is built here (not in roomcast.cli) so that ``roomcast serve`` never imports the
+load client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["PROTOCOLS", "SCENARIOS", "BenchConfig", "build_parser", "parse_config"]
+
+SCENARIOS = ("fanout", "rooms", "connect", "idle", "sse")
+PROTOCOLS = ("roomcast", "broadcast", "socketio")
+SUPPORTED: dict[str, tuple[str, ...]] = {
+    "fanout": PROTOCOLS,
+    "rooms": ("roomcast",),
+    "connect": PROTOCOLS,
+    "idle": PROTOCOLS,
+    "sse": ("roomcast", "broadcast"),
+}
+DEFAULT_RATE = {"fanout": 0.0, "rooms": 1.0, "sse": 0.0}
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One run of one scenario (immutable; sent to every worker process)."""
+
+    scenario: str
+    protocol: str
+    url: str
+    duration: float
+    subscribers: int
+    rate: float
+    window: int
+    payload_bytes: int
+    processes: int
+    room: str
+    warmup: float
+    rooms: int
+    members: int
+    concurrency: int
+    server_pid: int | None
+    token: str | None
+    setup_timeout: float
+    grace: float
+    json_path: str | None
+    ws_client: str = "raw"
+
+    @property
+    def http_url(self) -> str:
+        """The base URL over HTTP(S), without a trailing slash."""
+        return self.url.rstrip("/")
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket endpoint: ``{base}/ws`` over ws:// or wss://."""
+        parts = urlsplit(self.http_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, parts.path + "/ws", "", ""))
+
+    @property
+    def connections(self) -> int:
+        """How many subscriber connections the scenario opens."""
+        if self.scenario == "rooms":
+            return self.rooms * self.members
+        return self.subscribers
+
+    @property
+    def publishes(self) -> bool:
+        return self.scenario in ("fanout", "rooms", "sse")
+
+    @property
+    def barrier(self) -> bool:
+        """Whether subscribers learn they are in the room from a sync frame (relaying
+        servers), rather than from roomcast's subscribe reply."""
+        return self.protocol != "roomcast"
+
+    def room_names(self) -> list[str]:
+        if self.scenario == "rooms":
+            return [f"{self.room}.{i}" for i in range(self.rooms)]
+        return [self.room]
+
+    def as_json(self) -> dict[str, Any]:
+        config = asdict(self)
+        config.pop("token")
+        config["token"] = bool(self.token)
+        config["ws_url"] = self.ws_url
+        return config
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s):// or ws(s):// URL: {text!r}")
+    path = parts.path.rstrip("/")
+    if parts.scheme in ("ws", "wss") and path.endswith("/ws"):
+        path = path[: -len("/ws")]
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def _room(text: str) -> str:
+    if not ROOM_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError("1-100 characters of letters, digits and _ . : -")
+    return text
+
+
+def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
+    add = parser.add_argument
+    add("--url", type=_url, default="http://127.0.0.1:8000", help="server base URL")
+    add(
+        "--protocol",
+        choices=SUPPORTED[scenario],
+        default="roomcast",
+        help="what the server speaks (default roomcast)",
+    )
+    add("--duration", type=_seconds, default=10.0, help="measured seconds (default 10)")
+    add("--warmup", type=_seconds, default=1.0, help="unmeasured seconds first (default 1)")
+    add(
+        "--subscribers",
+        type=_positive_int,
+        default=1000,
+        help="connections (default 1000; rooms: --rooms x --members)",
+    )
+    add("--processes", type=_positive_int, help="client processes (default: CPU count)")
+    add(
+        "--concurrency",
+        type=_positive_int,
+        default=64,
+        help="connections opening at once, over all processes (default 64)",
+    )
+    add("--room", type=_room, default="bench", help="room name (rooms: its prefix)")
+    add("--token", help="roomcast token, sent in a connect frame (SSE: Bearer header)")
+    add("--server-pid", type=int, help="server PID: its CPU and RSS (with its children)")
+    add("--setup-timeout", type=_seconds, default=60.0, help="seconds to connect (default 60)")
+    add("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
+    add(
+        "--ws-client",
+        choices=("raw", "websockets"),
+        default="raw",
+        help="WebSocket client: bench's own lean one (default) or the websockets library",
+    )
+    if scenario in ("fanout", "rooms", "sse"):
+        per = " per member" if scenario == "rooms" else ""
+        add(
+            "--rate",
+            type=_seconds,
+            help=f"publishes/s{per}; 0: as fast as acks allow (default {DEFAULT_RATE[scenario]:g})",
+        )
+        add("--window", type=_positive_int, default=16, help="unacked publishes at most (16)")
+        add("--payload-bytes", type=int, default=100, help="bytes of JSON data (default 100)")
+        add("--grace", type=_seconds, default=5.0, help="seconds to wait for late deliveries")
+    if scenario == "rooms":
+        add("--rooms", type=_positive_int, default=100, help="rooms (default 100)")
+        add("--members", type=_positive_int, default=10, help="members per room (default 10)")
+
+
+DESCRIPTIONS = {
+    "fanout": "N subscribers in one room, one publisher (fixed --rate, or --rate 0: windowed)",
+    "rooms": "--rooms rooms of --members members, every member publishing at --rate",
+    "connect": "a connection storm: handshakes per second and connect latency",
+    "idle": "hold N connections for --duration; with --server-pid, server RSS per connection",
+    "sse": "N Server-Sent Events subscribers in one room, one publisher",
+}
+
+
+def build_parser(prog: str = "roomcast bench") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Load-test a roomcast server (or a peer server for comparison).",
+        epilog="Benchmark servers: ROOMCAST_PUBLISH_RATE=0 ROOMCAST_PRESENCE=false; "
+        "see docs/bench.md.",
+    )
+    scenarios = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    for name in SCENARIOS:
+        sub = scenarios.add_parser(name, help=DESCRIPTIONS[name], description=DESCRIPTIONS[name])
+        _common(sub, name)
+    return parser
+
+
+def parse_config(argv: Sequence[str], prog: str = "roomcast bench") -> BenchConfig:
+    """Parse ``argv`` (without the program name); exits 2 on a bad command line."""
+    parser = build_parser(prog)
+    args = parser.parse_args(list(argv))
+    scenario: str = args.scenario
+    rooms = getattr(args, "rooms", 1)
+    members = getattr(args, "members", 1)
+    connections = rooms * members if scenario == "rooms" else args.subscribers
+    processes = args.processes or os.cpu_count() or 1
+    rate = getattr(args, "rate", None)
+    payload = getattr(args, "payload_bytes", 100)
+    if payload < 0:
+        parser.error("--payload-bytes must not be negative")
+    if scenario in ("fanout", "rooms", "sse") and args.duration <= 0:
+        parser.error("--duration must be positive")
+    return BenchConfig(
+        scenario=scenario,
+        protocol=args.protocol,
+        url=args.url,
+        duration=args.duration,
+        subscribers=connections,
+        rate=DEFAULT_RATE.get(scenario, 0.0) if rate is None else rate,
+        window=getattr(args, "window", 16),
+        payload_bytes=payload,
+        processes=max(1, min(processes, connections)),
+        room=args.room,
+        warmup=args.warmup if scenario in ("fanout", "rooms", "sse") else 0.0,
+        rooms=rooms,
+        members=members,
+        concurrency=args.concurrency,
+        server_pid=args.server_pid,
+        token=args.token,
+        setup_timeout=args.setup_timeout,
+        grace=getattr(args, "grace", 5.0),
+        json_path=args.json_path,
+        ws_client=args.ws_client,
+    )
