@@ -1,4 +1,4 @@
-"""The FastAPI tutorial's ConnectionManager, as the fan-out baseline of fanout.py.
+"""The FastAPI tutorial's ConnectionManager, as the fan-out baseline.
 
 This is the broadcast loop from the FastAPI WebSockets tutorial: a list of
 sockets, and every text frame one client sends is written to each of them in
@@ -7,7 +7,7 @@ roomcast runs with (websockets-sansio, no compression, 20 s pings).
 
 One addition, so the load client knows when a socket is in the list: right
 after a connection is appended it is sent ``{"type":"ready"}``. The tutorial
-broadcasts to every connection, the sender included; fanout.py's publisher
+broadcasts to every connection, the sender included; the bench's publisher
 connects last, so its own copy comes back after every subscriber's send was
 issued, and it uses that copy as its acknowledgement.
 
