@@ -35,6 +35,7 @@ from .db.migrate import upgrade_async
 from .db.store import MessageStore
 from .db.writer import BatchedWriter
 from .drain import drain_on_signals
+from .gctune import tune_gc
 from .hub.archive import RoomOptions
 from .hub.broker import Broker
 from .hub.hub import Hub
@@ -165,7 +166,14 @@ class Roomcast:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The standalone roomcast application."""
     rc = Roomcast(settings)
-    app = FastAPI(title="roomcast", version=__version__, lifespan=rc.lifespan)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with rc.lifespan(app):
+            tune_gc(rc.settings.gc_freeze, rc.settings.gc_threshold)
+            yield
+
+    app = FastAPI(title="roomcast", version=__version__, lifespan=lifespan)
     app.include_router(rc.router)
     install_error_handlers(app)
     return app

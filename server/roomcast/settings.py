@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     """Seconds uvicorn waits for connections and tasks to finish on shutdown."""
     drain_timeout: Positive = 5.0
     """Seconds to wait for sockets to take their 3000 close before uvicorn's own shutdown."""
+    gc_freeze: bool = True
+    """After start-up, freeze every object allocated so far out of the collector's way
+    (standalone server only; gctune.py)."""
+    gc_threshold: Limit = 50_000
+    """Container allocations between young collections (Python's default 700; 0 keeps
+    it). Standalone server only."""
 
     # -- WebSocket -----------------------------------------------------------------
     ws_max_size: Count = 128 * 1024

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -71,3 +72,38 @@ async def test_roomcast_mounts_in_a_host_app() -> None:
             frames = [json.loads(await ws.receive_text(timeout=5)) for _ in range(3)]
         assert [f.get("type") for f in frames] == ["join", "message", None]
         assert frames[1]["data"] == 7
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """Put the collector back as it was: these tests change process-wide state."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("collector")
+async def test_the_standalone_app_freezes_start_up_objects_and_sets_the_gc_threshold() -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    app = create_app(Settings(gc_threshold=12_345))
+    async with running(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert gc.get_threshold() == (12_345, 10, 10)
+        assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("collector")
+async def test_gc_tuning_can_be_turned_off_and_a_host_app_keeps_its_collector() -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    async with running(create_app(Settings(gc_threshold=0, gc_freeze=False))):
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
+    rc = Roomcast(Settings())
+    host = FastAPI(lifespan=rc.lifespan)
+    host.include_router(rc.router)
+    async with running(host):
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
