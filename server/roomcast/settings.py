@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     max_payload_bytes: Count = 64 * 1024
     """Largest ``data`` of one publish, encoded as JSON; larger gets ``too_large``."""
     max_subscriptions: Count = 100
+    max_inflight_publishes: Count = 32
+    """Publishes of one connection carried out at once (pipelined, answered in
+    order); at the bound the server reads that connection's next frame only once
+    the oldest is answered."""
     max_bad_frames: Count = 20
     """Malformed frames a connection may send before it is closed with 3502."""
 

@@ -83,6 +83,29 @@ async def test_two_processes_serve_one_room_with_one_order(
     assert sorted(m["user"] for m in members) == ["u0", "u1", "u2", "u3"]
 
 
+async def test_a_burst_of_publishes_without_waiting_is_answered_in_order_and_kept(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    """Publishes are pipelined to Redis (many per round trip): one connection's burst
+    gets consecutive offsets in the order sent, its replies come back in that order,
+    and a history request sent right after the burst sees every one of them."""
+    a = server_factory(redis_url=redis_server.url, redis_prefix="burst")
+    b = server_factory(redis_url=redis_server.url, redis_prefix="burst")
+    watcher = await Client.open(b.ws, "watcher")
+    await watcher.request("subscribe", room="r")
+    publisher = await Client.open(a.ws, "burst")
+    for n in range(200):
+        await publisher.send({"op": "publish", "id": n + 1, "room": "r", "data": n})
+    await publisher.send({"op": "history", "id": 1000, "room": "r", "limit": 200})
+    replies = [await publisher.recv() for _ in range(201)]
+    assert [r["id"] for r in replies] == [*range(1, 201), 1000]
+    assert [r["result"]["offset"] for r in replies[:200]] == list(range(1, 201))
+    history = replies[200]["result"]["events"]
+    assert [(e["offset"], e["data"]) for e in history] == [(n + 1, n) for n in range(200)]
+    events = await watcher.messages(200)
+    assert [(e["offset"], e["data"]) for e in events] == [(n + 1, n) for n in range(200)]
+
+
 async def test_workers_2_serve_one_room_from_two_processes(
     server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:

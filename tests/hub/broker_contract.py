@@ -78,6 +78,27 @@ class BrokerContract:
         assert len({e.epoch for e in events}) == 1
         assert all(e.room == "r1" and e.sender == "tester" for e in events)
 
+    async def test_publishes_enqueued_back_to_back_get_offsets_in_enqueue_order(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("q")
+        futures = [
+            broker.enqueue_publish("q" if i % 3 else "q2", b'{"n":%d}' % i, "tester")
+            for i in range(60)
+        ]
+        done_order: list[int] = []
+        for i, future in enumerate(futures):
+            future.add_done_callback(lambda _, i=i: done_order.append(i))
+        events = [await future for future in futures]
+        in_q = [e for e in events if e.room == "q"]
+        assert [e.offset for e in in_q] == list(range(1, len(in_q) + 1))
+        assert [e.offset for e in events if e.room == "q2"] == list(range(1, 21))
+        assert [e.data for e in in_q] == [b'{"n":%d}' % i for i in range(60) if i % 3]
+        assert done_order == sorted(done_order)  # completed in the order enqueued
+        await sink_has(sink, len(in_q))
+        assert [e.offset for e in sink.events] == [e.offset for e in in_q]
+
     async def test_rooms_have_independent_offsets_and_epochs(self, make_broker: MakeBroker) -> None:
         broker, _ = await bound(make_broker)
         await publish_n(broker, "a", 3)

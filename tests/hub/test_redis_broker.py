@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
-from roomcast.hub.broker import Recovery
+from roomcast.hub.broker import BrokerUnavailable, Recovery
 from roomcast.hub.redis import RedisBroker, decode_payload, encode_payload
 from roomcast.protocol.events import Position
 
@@ -146,3 +147,43 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_publishes_enqueued_together_share_round_trips(redis_server: RedisServer) -> None:
+    broker = RedisBroker(redis_server.url, prefix=prefix())
+    broker.bind(RecordingSink())
+    await broker.start()
+    try:
+        events = await asyncio.gather(*(broker.enqueue_publish("r", b"1", "t") for _ in range(100)))
+        assert [e.offset for e in events] == list(range(1, 101))
+        assert 1 <= broker.publish_pipelines < 100
+    finally:
+        await broker.stop()
+
+
+async def test_when_redis_is_gone_every_queued_publish_fails_and_later_ones_go_through(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    broker = RedisBroker(server.url, prefix=prefix(), timeout=1.0, ping_interval=0.5)
+    broker.bind(RecordingSink())
+    await broker.start()
+    try:
+        assert (await broker.publish("r", b"1", "t")).offset == 1
+        server.stop()
+        futures = [broker.enqueue_publish("r", b"2", "t") for _ in range(5)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        assert all(isinstance(r, BrokerUnavailable) for r in results), results
+        server.start()  # empty: the room starts again in a new epoch
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                event = await broker.publish("r", b"3", "t")
+                break
+            except BrokerUnavailable:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+        assert event.offset == 1
+    finally:
+        await broker.stop()
+        server.stop()

@@ -23,6 +23,7 @@ asked right now (the client gets ``unavailable``); never a silent drop.
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -89,6 +90,7 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self._sink: BrokerSink | None = None
+        self._last_enqueued: asyncio.Future[Event] | None = None
 
     def bind(self, sink: BrokerSink) -> None:
         """Set the hub that receives this process's events. Once, before start."""
@@ -118,6 +120,26 @@ class Broker(abc.ABC):
         """Assign the next offset, append to history, fan out. Returns the event.
 
         ``history_size``: the room's own bound on retained events, when it has one."""
+
+    def enqueue_publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> asyncio.Future[Event]:
+        """Start :meth:`publish` now and return its future: publishes enqueued one
+        after another (with no await between the calls) get offsets in that order,
+        whatever rooms they are in, while the caller goes on without waiting.
+
+        This default runs them one at a time, each after the previous finished;
+        brokers override it to overlap them (the memory broker publishes at once,
+        the Redis broker pipelines)."""
+        previous = self._last_enqueued
+
+        async def run() -> Event:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            return await self.publish(room, data, sender, history_size=history_size)
+
+        task = self._last_enqueued = asyncio.ensure_future(run())
+        return task
 
     @abc.abstractmethod
     async def publish_notice(self, notice: Notice) -> None:

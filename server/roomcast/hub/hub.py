@@ -420,6 +420,16 @@ class Hub:
         cannot take it; DurableNotPersisted when ``durable`` asks for more than
         the room keeps.
         """
+        return await (await self.submit_publish(room, data, sender, durable=durable))
+
+    async def submit_publish(
+        self, room: str, data: bytes, sender: str, *, durable: bool = False
+    ) -> asyncio.Future[Event]:
+        """The first half of :meth:`publish`: check the room, then hand the event to
+        the broker, which fixes its place. Submissions awaited one after another get
+        offsets in that order, so a connection may submit its next publish before
+        the previous one is answered. The future completes as :meth:`publish` would
+        return (or raise). Raises what :meth:`publish` raises before the broker."""
         archive = self.archive
         options = None if archive is None else await archive.options(room)
         persist = options is not None and options.persist
@@ -430,15 +440,11 @@ class Hub:
             if not archive.healthy:  # refuse before anyone receives it
                 raise ArchiveUnavailable("the archive is unavailable")
         history_size = None if options is None else options.history_size
-        event = await self.broker.publish(room, data, sender, history_size=history_size)
-        if persist:
-            assert archive is not None
-            committed = archive.submit(event)
-            if durable:
-                await committed
-            else:
-                committed.add_done_callback(_log_archive_failure)
-        return event
+        accepted = self.broker.enqueue_publish(room, data, sender, history_size=history_size)
+        if not persist:
+            return accepted
+        assert archive is not None
+        return asyncio.ensure_future(_archived(accepted, archive, durable))
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
         page = await self.broker.history(room, limit=limit, before=before)
@@ -448,3 +454,14 @@ class Hub:
 
     async def presence(self, room: str) -> list[PresenceEntry]:
         return await self.broker.presence_list(room)
+
+
+async def _archived(accepted: asyncio.Future[Event], archive: Archive, durable: bool) -> Event:
+    """Hand a published event to the archive (``durable``: wait for the commit)."""
+    event = await accepted
+    committed = archive.submit(event)
+    if durable:
+        await committed
+    else:
+        committed.add_done_callback(_log_archive_failure)
+    return event

@@ -107,6 +107,17 @@ class MemoryBroker(Broker):
     async def publish(
         self, room: str, data: bytes, sender: str, *, history_size: int | None = None
     ) -> Event:
+        return self._publish_now(room, data, sender, history_size)
+
+    def enqueue_publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> asyncio.Future[Event]:
+        """Published (and delivered) before this returns: the future is done."""
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        future.set_result(self._publish_now(room, data, sender, history_size))
+        return future
+
+    def _publish_now(self, room: str, data: bytes, sender: str, history_size: int | None) -> Event:
         log = self._room(room)
         size = history_size or self.history_size
         if log.events.maxlen != size:

@@ -46,6 +46,7 @@ from ..protocol.events import Event, Notice, Position
 from . import redis_scripts
 from .broker import Broker, BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
 from .memory import new_epoch
+from .redis_batch import PublishBatcher
 from .redis_pubsub import PubSubLink
 
 __all__ = ["RedisBroker", "decode_payload", "encode_payload"]
@@ -107,6 +108,7 @@ class RedisBroker(Broker):
         # whether another drop came while it read the gap (then the newer one releases)
         self._presence: dict[str, dict[str, PresenceEntry]] = {}  # this process's entries
         self._upkeep: asyncio.Task[None] | None = None
+        self._batcher: PublishBatcher | None = None
 
     # -- naming ---------------------------------------------------------------------
 
@@ -153,6 +155,9 @@ class RedisBroker(Broker):
             self._client = aioredis.Redis.from_url(self.url, **kwargs)
         for name in redis_scripts.__all__:
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
+        self._batcher = PublishBatcher(
+            self._current_client, self._scripts["PUBLISH"], pipelined=not self.cluster
+        )
         if not self.cluster:
             await self._start_link("main", self._new_connection)
         self._upkeep = asyncio.create_task(self._upkeep_forever(), name="roomcast-redis-upkeep")
@@ -186,7 +191,13 @@ class RedisBroker(Broker):
                 link = await self._start_link(node.name, connect)
         return link
 
+    def _current_client(self) -> aioredis.Redis | aioredis.RedisCluster:
+        assert self._client is not None
+        return self._client
+
     async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
         if self._upkeep is not None:
             self._upkeep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,6 +210,11 @@ class RedisBroker(Broker):
     @property
     def ready(self) -> bool:
         return self._client is not None and all(link.connected for link in self._links.values())
+
+    @property
+    def publish_pipelines(self) -> int:
+        """Pipelines of several publishes sent so far (redis_batch.py)."""
+        return 0 if self._batcher is None else self._batcher.batches
 
     @property
     def reconnects(self) -> int:
@@ -215,6 +231,15 @@ class RedisBroker(Broker):
     async def publish(
         self, room: str, data: bytes, sender: str, *, history_size: int | None = None
     ) -> Event:
+        return await self.enqueue_publish(room, data, sender, history_size=history_size)
+
+    def enqueue_publish(
+        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+    ) -> asyncio.Future[Event]:
+        """Queue the PUBLISH script in the batcher (redis_batch.py): publishes
+        enqueued one after another run in that order, many per round trip."""
+        if self._batcher is None:
+            raise BrokerUnavailable("redis: the broker is not started")
         ts = time.time()
         keys = self._keys(room, "meta", "log")
         args = [
@@ -225,8 +250,22 @@ class RedisBroker(Broker):
             self.channel(room),
             self._publish_cmd,
         ]
-        epoch, offset = await self._call("PUBLISH", keys, args)
-        return Event(room, epoch.decode(), int(offset), data, sender, ts)
+        reply = self._batcher.enqueue(keys, args)
+        event: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+        def done(reply: asyncio.Future[Any]) -> None:
+            if event.done():
+                return
+            if reply.cancelled():
+                event.cancel()
+            elif (exc := reply.exception()) is not None:
+                event.set_exception(exc)
+            else:
+                epoch, offset = reply.result()
+                event.set_result(Event(room, epoch.decode(), int(offset), data, sender, ts))
+
+        reply.add_done_callback(done)
+        return event
 
     async def publish_notice(self, notice: Notice) -> None:
         message = b"!" + orjson.dumps({"type": notice.kind, "room": notice.room, **notice.fields})

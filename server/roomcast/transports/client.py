@@ -22,6 +22,7 @@ from ..auth import (
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, ErrorCode
 from ..protocol.errors import RequestError
+from .inflight import InFlight
 
 __all__ = ["Client"]
 
@@ -35,9 +36,12 @@ class Client:
         sub: Subscriber,
         lease: ConnectionLease,
         handshake_token: str | None = None,
+        max_inflight: int = 1,
     ) -> None:
         self.authority = authority
         self.sub = sub
+        self.inflight = InFlight(sub, max_inflight)
+        """Publishes submitted and not yet answered (inflight.py)."""
         self.lease = lease
         self.handshake_token = handshake_token
         """A token from the handshake (cookie or query), used unless ``connect`` brings one."""

@@ -139,20 +139,41 @@ async def handle_text(text: str, hub: Hub, session: Session, client: Client) -> 
     """
     rid: int | None = None
     sub = client.sub
+    inflight = client.inflight
     try:
         request = session.receive_text(text)
         rid = request.id
+        if isinstance(request, Publish) and client.principal is not None:
+            await _submit_publish(request, hub, session, client)
+            return
+        await inflight.settle()  # whatever comes after a publish sees it
         await _carry_out(request, hub, session, client)
     except RequestError as exc:
         if client.needs_credentials:  # whatever went wrong, it must authenticate first
             raise Unauthorized("a token is required") from None
-        sub.offer(encode_error(exc.request_id, exc.code, exc.message))
+        inflight.add_frame(encode_error(exc.request_id, exc.code, exc.message))
         if exc.code is ErrorCode.FORBIDDEN:
             session.refused()  # probing rooms counts towards max_bad_frames
     except ConnectionClosing:
         raise
     except Unavailable as exc:
-        sub.offer(encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable"))
+        inflight.add_frame(encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable"))
     except Exception:
         log.exception("request failed on connection %s", sub.conn_id)
-        sub.offer(encode_error(rid, ErrorCode.INTERNAL, "internal error"))
+        inflight.add_frame(encode_error(rid, ErrorCode.INTERNAL, "internal error"))
+
+
+async def _submit_publish(request: Publish, hub: Hub, session: Session, client: Client) -> None:
+    """Hand a publish to the hub and go on: its reply follows, in request order,
+    when it completes (inflight.py)."""
+    await client.inflight.room()
+    rid = request.id
+    client.check_publish(request.room, rid)
+    data = session.payload(request)
+    try:
+        pending = await hub.submit_publish(
+            request.room, data, client.sub.user, durable=request.durable
+        )
+    except DurableNotPersisted as exc:
+        raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
+    client.inflight.add(rid, pending)

@@ -119,7 +119,12 @@ async def _receive(ws: WebSocket, client: Client, deadline: float) -> Message:
 
 
 async def _read(
-    ws: WebSocket, hub: Hub, session: Session, client: Client, auth_timeout: float
+    ws: WebSocket,
+    hub: Hub,
+    session: Session,
+    client: Client,
+    auth_timeout: float,
+    settle_timeout: float,
 ) -> None:
     """Receive frames until the peer leaves or the connection must close."""
     sub = client.sub
@@ -140,6 +145,10 @@ async def _read(
             else:
                 await handle_text(text, hub, session, client)
         except ConnectionClosing as exc:
+            # Publishes already taken are answered before the close frame.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settle_timeout):
+                    await client.inflight.settle()
             sub.close(exc.close_code)
             return
 
@@ -179,7 +188,9 @@ async def serve_websocket(
     except ConnectionClosing as exc:
         await _close(ws, exc.close_code, settings.slow_close_timeout)
         return
-    client = Client(authority, sub, lease, handshake_token(ws, authority))
+    client = Client(
+        authority, sub, lease, handshake_token(ws, authority), settings.max_inflight_publishes
+    )
     try:
         if client.handshake_token is not None:
             await client.login(client.handshake_token, None)
@@ -204,7 +215,7 @@ async def serve_websocket(
 
     writer.add_done_callback(writer_done)
     try:
-        await _read(ws, hub, session, client, settings.auth_timeout)
+        await _read(ws, hub, session, client, settings.auth_timeout, settings.slow_close_timeout)
     except asyncio.CancelledError:
         if not (sub.closing and writer.done()):
             raise

@@ -1,0 +1,117 @@
+"""PublishBatcher: publishes sent to Redis in the order they were enqueued, many per
+round trip.
+
+A publish is one Lua script call (redis_scripts.PUBLISH). Awaited one at a time,
+a connection that publishes fast gets one publish per round trip, and the round
+trip includes whatever the event loop does meanwhile (the fan-out of the previous
+events). :meth:`PublishBatcher.enqueue` instead queues the call and returns a
+future at once; one flusher task sends everything queued so far as one pipeline
+(``transaction=False``: no MULTI, each script is atomic on its own) on one
+connection, where Redis runs the commands in the order they were written, then
+resolves the futures in that order and goes on with what was queued meanwhile.
+So publishes enqueued one after another get offsets in that order, whichever
+rooms they are in.
+
+On a Redis Cluster the commands of one batch may belong to different nodes, and
+a cluster pipeline does not keep their order across nodes; there the flusher
+sends them one at a time, still in order (no round trips saved, but the
+callers no longer wait for each other's replies before enqueueing).
+
+A failed batch fails every future in it with :class:`BrokerUnavailable`; the
+next batch starts afresh. At most ``max_batch`` commands go in one pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from .broker import BrokerUnavailable
+
+__all__ = ["PublishBatcher"]
+
+log = logging.getLogger("roomcast.redis")
+
+_Item = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+
+
+class PublishBatcher:
+    def __init__(
+        self,
+        client: Callable[[], aioredis.Redis | aioredis.RedisCluster],
+        script: AsyncScript,
+        *,
+        pipelined: bool,
+        max_batch: int = 256,
+    ) -> None:
+        self._client = client
+        self._script = script
+        self._pipelined = pipelined
+        self.max_batch = max_batch
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # pipelines sent (for tests and the curious)
+
+    def enqueue(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue one script call; the future gets its reply (or BrokerUnavailable)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="roomcast-redis-publish")
+        return future
+
+    async def stop(self) -> None:
+        """Wait for what is queued to be sent (the caller stops taking publishes first)."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
+                ]
+                try:
+                    replies = await self._send(batch)
+                except (RedisError, OSError) as exc:
+                    failure = BrokerUnavailable(f"redis: {exc}")
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(failure)
+                    continue
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(BrokerUnavailable(f"redis: {reply}"))
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._flusher = None
+            if self._queue:  # enqueued while the last batch failed out of the loop
+                self._flusher = asyncio.create_task(self._flush(), name="roomcast-redis-publish")
+
+    async def _send(self, batch: list[_Item]) -> list[Any]:
+        client = self._client()
+        if not self._pipelined or len(batch) == 1:
+            replies: list[Any] = []
+            for keys, args, _ in batch:
+                try:
+                    replies.append(await self._script(keys=keys, args=args))
+                except RedisError as exc:
+                    replies.append(exc)
+            return replies
+        assert isinstance(client, aioredis.Redis)  # pipelined only off a cluster
+        self.batches += 1
+        async with client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                await self._script(keys=keys, args=args, client=pipe)
+            result: list[Any] = await pipe.execute(raise_on_error=False)
+            return result
