@@ -44,6 +44,7 @@ from .channel import Channel, ChannelError
 from .config import BenchConfig
 from .histogram import Histogram
 from .join import open_probe, open_publisher, open_subscriber
+from .malloc import keep_heap_top
 from .roles import Subscriber, Tally, receive, sleep_until
 
 __all__ = ["WorkerSpec", "worker_main"]
@@ -369,6 +370,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """The entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the coordinator decides
     _raise_fd_limit()
+    keep_heap_top()  # malloc.py: a socket read without a brk() pair
     try:
         asyncio.run(Worker(spec, conn).main())
     except BaseException as exc:
