@@ -178,6 +178,27 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
             + f" | {_integrity(half)} |",
             "",
         ]  # fmt: skip
+    light = doc.get("light") or {}
+    if light:
+        out += [
+            f"## Latency at a light load: {doc['light_rate']:g} publishes/s to "
+            f"{opts['subscribers']} subscribers",
+            "",
+            "The same fixed rate for each server, well below every one's peak.",
+            "",
+            "| server | p50 ms | p90 ms | p99 ms | p999 ms | max ms | server CPU | lost/dup/ooo |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in ran:
+            if c.key not in light:
+                continue
+            t = light[c.key]
+            cells = [_num(_median(_values(t, f"latency_ms.{p}")), 2)
+                     for p in ("p50", "p90", "p99", "p999", "max")]  # fmt: skip
+            server_cpu = _num(_median(_values(t, "server.cpu")), 2)
+            out.append(f"| {c.label} | " + " | ".join(cells) + f" | {server_cpu} | "
+                       f"{_integrity(t)} |")  # fmt: skip
+        out.append("")
     if by_group["idle"]:
         out += [
             f"## Idle connections: {doc['idle_connections']:,} held by one process",

@@ -15,7 +15,8 @@ What it does, in order:
 2. Runs every case (cases.py) ``--rounds`` times, interleaved (round 1: every case,
    round 2: every case in a rotated order, ...), each trial on a freshly started server
    process driven by ``roomcast bench`` with ``--server-pid`` and ``--json``.
-3. Measures roomcast's latency at half of the peak rate it reached in step 2.
+3. Measures roomcast's latency at half of the peak rate it reached in step 2, and
+   roomcast's, the tutorial's and ``websockets``' at one light fixed rate.
 4. Holds idle connections on a fresh roomcast and fresh peers and reads their RSS.
 5. Writes RESULTS.md (results.py renders it) and every trial's JSON to results.json.
 
@@ -47,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import CASES, ROOT, SIDE_VENV, Case, environment_for
 from results import render
 
+LIGHT_CASES = ("roomcast", "websockets", "tutorial")
+"""Also measured at a fixed light rate (--light-rate), for latency side by side."""
 SERVER_START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -225,6 +228,7 @@ def main() -> int:
     parser.add_argument("--payload-bytes", type=int, default=100)
     parser.add_argument("--idle-connections", type=int, help="default: 20000, or the fd limit")
     parser.add_argument("--idle-duration", type=float, default=10.0)
+    parser.add_argument("--light-rate", type=float, default=30.0, help="publishes/s")
     parser.add_argument("--only", help="comma-separated case keys (cases.py)")
     parser.add_argument("--skip-install", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
@@ -251,6 +255,7 @@ def main() -> int:
     started_at = datetime.datetime.now(datetime.UTC)
     trials: dict[str, list[dict[str, Any]]] = {c.key: [] for c in runnable}
     half: list[dict[str, Any]] = []
+    light: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="roomcast-bench-") as tmp_name:
         tmp = Path(tmp_name)
         redis = redis_server(tmp) if "redis" in have else contextlib.nullcontext("")
@@ -269,6 +274,13 @@ def main() -> int:
                 base = next(c for c in CASES if c.key == "roomcast")
                 args = [*common, "--rate", f"{rate:.2f}"]
                 half = [trial(base, args, redis_url, tmp) for _ in range(opts.rounds)]
+            light_cases = [c for c in runnable if c.key in LIGHT_CASES]
+            if light_cases:
+                log(f"latency at a light load: {opts.light_rate:g} publishes/s")
+                args = [*common, "--rate", f"{opts.light_rate:g}"]
+                for _ in range(opts.rounds):
+                    for case in light_cases:
+                        light.setdefault(case.key, []).append(trial(case, args, redis_url, tmp))
     document = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "options": {k: str(v) for k, v in vars(opts).items()},
@@ -277,6 +289,8 @@ def main() -> int:
         "left_out": left_out,
         "trials": trials,
         "half_peak": half,
+        "light": light,
+        "light_rate": opts.light_rate,
     }
     opts.json.write_text(json.dumps(document, indent=1) + "\n")
     opts.out.write_text(render(document, [c for c in cases]))
