@@ -175,5 +175,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="roomcast", version=__version__, lifespan=lifespan)
     app.include_router(rc.router)
+    app.add_middleware(realtime.DirectWebSocketRoute)  # /ws without the stack (realtime.py)
     install_error_handlers(app)
     return app

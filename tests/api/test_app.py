@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -107,3 +108,25 @@ async def test_gc_tuning_can_be_turned_off_and_a_host_app_keeps_its_collector() 
     async with running(host):
         assert gc.get_threshold() == (700, 10, 10)
         assert gc.get_freeze_count() == 0
+
+
+async def test_the_standalone_app_answers_ws_before_its_router_and_passes_the_rest_on() -> None:
+    from roomcast.api.realtime import DirectWebSocketRoute, _route_path
+
+    seen: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+
+    middleware = DirectWebSocketRoute(inner)
+    await middleware({"type": "http", "path": "/ws", "root_path": ""}, None, None)
+    await middleware({"type": "websocket", "path": "/other", "root_path": ""}, None, None)
+    assert seen == ["/ws", "/other"]  # an HTTP /ws and other sockets reach the app
+    assert _route_path({"path": "/api/ws", "root_path": "/api"}) == "/ws"
+    assert _route_path({"path": "/apiws", "root_path": "/api"}) == "/apiws"
+    assert _route_path({"path": "/ws", "root_path": ""}) == "/ws"
+
+    app = create_app(Settings())
+    async with running(app) as client, aconnect_ws("http://test/ws", client) as ws:
+        await ws.send_text('{"op": "ping", "id": 1}')
+        assert json.loads(await ws.receive_text())["id"] == 1

@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 if TYPE_CHECKING:
     from ..app import Roomcast
 
-__all__ = ["RoomcastDep"]
+__all__ = ["RoomcastDep", "get_roomcast"]
 
 
 def get_roomcast(conn: HTTPConnection) -> Roomcast:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
 from sse_starlette import EventSourceResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import ConnectionLease, Principal
 from ..protocol.errors import ConnectionClosing
@@ -13,10 +14,10 @@ from ..protocol.events import Position
 from ..protocol.frames import MAX_NAME_LENGTH, is_valid_room
 from ..transports.sse import LastEventIdError, parse_last_event_id, sse_response
 from ..transports.websocket import serve_websocket
-from .deps import RoomcastDep
+from .deps import RoomcastDep, get_roomcast
 from .security import denied, http_error, stream_credentials
 
-__all__ = ["router"]
+__all__ = ["DirectWebSocketRoute", "router"]
 
 router = APIRouter()
 
@@ -43,10 +44,48 @@ Token = Annotated[
 ]
 
 
-@router.websocket("/ws")
-async def websocket(ws: WebSocket, rc: RoomcastDep) -> None:
-    """The protocol of docs/protocol.md over one WebSocket connection."""
+async def websocket(ws: WebSocket) -> None:
+    """The protocol of docs/protocol.md over one WebSocket connection.
+
+    A plain Starlette route, not FastAPI's ``@router.websocket``: it needs no
+    dependency injection, and FastAPI's would keep three exit stacks and its
+    solver's frames alive for the whole connection (~5 KB each)."""
+    rc = get_roomcast(ws)
     await serve_websocket(ws, rc.hub, rc.settings, rc.authority)
+
+
+router.add_websocket_route("/ws", websocket)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's ``root_path`` (as Starlette's router matches it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
+
+
+class DirectWebSocketRoute:
+    """ASGI middleware of the standalone app: ``/ws`` goes straight to
+    :func:`websocket`, past the rest of the middleware stack and FastAPI's router.
+
+    Every coroutine between uvicorn and the endpoint stays suspended for as long
+    as the connection is open, each with its frame and locals; FastAPI's router,
+    its included-router wrappers, Starlette's exception middleware and route
+    handling add up to ~5 KB per idle connection. A host app that mounts
+    roomcast's router keeps the ordinary route (and its own middleware).
+    """
+
+    def __init__(self, app: ASGIApp, path: str = "/ws") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == self.path:
+            await websocket(WebSocket(scope, receive, send))
+            return
+        await self.app(scope, receive, send)
 
 
 async def _admit(

@@ -55,6 +55,12 @@ class DirectWrite(Protocol):
         """Write complete frames now (never awaits)."""
 
 
+_NO_OUTBOX: deque[str] = deque(maxlen=0)
+"""The outbox of every subscriber that never queued a frame (under direct writes,
+most of them: an idle connection's deque would cost ~750 bytes). Always empty:
+frames are only ever added to a subscriber's own deque."""
+
+
 class Subscriber:
     """A connection's identity, its rooms, and its outbox of text frames."""
 
@@ -100,7 +106,7 @@ class Subscriber:
         """Called once on eviction; the transport uses it to stop a blocked writer."""
         self.direct: DirectWrite | None = None
         """Set by a transport that can take pre-built frames (see offer_wire)."""
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[str] = _NO_OUTBOX  # its own deque from the first frame queued
         self._bytes = 0
         self._credit = 0  # frames queued by offer_replay, not yet sent
         self._credit_bytes = 0
@@ -115,6 +121,8 @@ class Subscriber:
             self.flush()  # what was corked goes first
         if self.close_code is not None:
             return False
+        if self._outbox is _NO_OUTBOX:
+            self._outbox = deque()
         self._outbox.append(frame)
         self._bytes += len(frame)
         if (
@@ -185,6 +193,8 @@ class Subscriber:
         if self.close_code is not None or not frames:
             return
         size = sum(map(len, frames))
+        if self._outbox is _NO_OUTBOX:
+            self._outbox = deque()
         self._outbox.extend(frames)
         self._bytes += size
         self._credit += len(frames)
@@ -234,6 +244,8 @@ class Subscriber:
         if not self._outbox:
             return None
         frame = self._outbox.popleft()
+        if not self._outbox:
+            self._outbox = _NO_OUTBOX  # an idle connection keeps no deque
         self._bytes -= len(frame)
         self.pops += 1
         self.sending = True

@@ -34,6 +34,11 @@ __all__ = ["InFlight"]
 log = logging.getLogger("roomcast.dispatch")
 
 
+_EMPTY: collections.deque[_Entry] = collections.deque(maxlen=0)
+"""Shared by every InFlight that has not pipelined yet (an idle connection's deque
+would cost ~750 bytes); nothing is ever appended to it."""
+
+
 class _Entry:
     __slots__ = ("frame", "future", "rid")
 
@@ -50,13 +55,15 @@ class InFlight:
     def __init__(self, sub: Subscriber, limit: int) -> None:
         self.sub = sub
         self.limit = limit
-        self._queue: collections.deque[_Entry] = collections.deque()
+        self._queue: collections.deque[_Entry] = _EMPTY  # a deque of its own once used
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def add(self, rid: int | None, pending: asyncio.Future[Event]) -> None:
         """A submitted publish: its reply goes out once it and those before it are done."""
+        if self._queue is _EMPTY:
+            self._queue = collections.deque()
         self._queue.append(_Entry(rid, pending, None))
         if pending.done():  # the memory broker: answered at once, right after its event
             self._drain()
@@ -68,7 +75,7 @@ class InFlight:
         if not self._queue:
             self.sub.offer(frame)
             return
-        self._queue.append(_Entry(None, None, frame))
+        self._queue.append(_Entry(None, None, frame))  # not _EMPTY: it holds entries
 
     async def room(self) -> None:
         """Return once fewer than ``limit`` publishes are in flight."""

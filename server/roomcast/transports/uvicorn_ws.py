@@ -1,12 +1,13 @@
-"""uvicorn's websockets-sansio protocol, with a direct writer for the hub.
+"""uvicorn's websockets-sansio protocol, with a direct writer for the hub and a
+smaller footprint per connection.
 
 Through ASGI every frame is a ``send`` call: a task switch into the
 connection's writer, Starlette's state checks, uvicorn's protocol, then one
 ``transport.write``. For fan-out that per-connection, per-message path costs
-more than the write itself. This subclass adds one thing: a
-:class:`DirectWriter` in the connection's scope (``extensions`` key
-``roomcast.direct``) that writes a complete, pre-built frame to the transport
-at once, and tells whether that is allowed now:
+more than the write itself. This subclass adds a :class:`DirectWriter` in the
+connection's scope (``extensions`` key ``roomcast.direct``) that writes a
+complete, pre-built frame to the transport at once, and tells whether that is
+allowed now:
 
 * the handshake is done, no close frame was sent or received, the peer is
   still connected, and
@@ -20,10 +21,21 @@ Everything else (accept, replies, pings, close) goes through uvicorn as usual.
 uvicorn writes the output of every protocol action at once, so nothing of its
 own is waiting to be written when a direct write goes out: the frame order on
 the wire is the order of the writes.
+
+Memory: an idle connection is mostly the objects it keeps. uvicorn gives each
+one an ``asyncio.Queue`` for incoming events (four deques, ~3 KB) and an
+``asyncio.Event`` for ``writable`` (~0.75 KB); :class:`_Inbox` and
+:class:`_Flag` do the same jobs with plain lists. The handshake's request and
+response (their headers, ~2.5 KB) are dropped once the response is sent: the
+ASGI scope keeps the headers the application reads. (Together with the
+WebSocket route being a plain Starlette one, api/realtime.py, and lazily made
+deques in Subscriber and InFlight, about 10 KB less per idle connection:
+docs/performance.md.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -54,11 +66,94 @@ class DirectWriter:
         self._protocol.transport.write(data)
 
 
+class _Inbox:
+    """What uvicorn uses of ``asyncio.Queue``: one reader (the ASGI ``receive``)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Flag:
+    """What uvicorn uses of ``asyncio.Event``: set, clear, is_set, wait."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True  # uvicorn starts writable
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as uvicorn's ``ws`` (cli.py does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None and not self.conn.extensions:
             scope["extensions"][DIRECT] = DirectWriter(self)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and getattr(self, "response", None) is not None:
+            self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        """Drop what only the handshake needed, once the 101 response is sent."""
+        self.request = self.response = None  # type: ignore[assignment]
+        conn = self.conn
+        # websockets' parser is a generator whose frame keeps the parsed request (and
+        # its headers) as a local for the connection's life; a fresh one starts at
+        # the frame parser. Only while nothing of a frame is buffered: a client must
+        # wait for the 101 before it sends frames (RFC 6455, 4.1), so there is none.
+        if conn.state is State.OPEN and not conn.reader.buffer:
+            conn.parser = conn.parse()
+            next(conn.parser)
