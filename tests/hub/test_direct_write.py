@@ -70,8 +70,10 @@ def test_while_frames_are_queued_new_frames_queue_behind_them() -> None:
 def test_a_paused_connection_queues_and_a_reader_that_never_catches_up_is_evicted() -> None:
     s, rec = direct_sub(max_messages=3)
     rec.writable = False
-    for n in range(3):
-        assert s.offer_wire(*frame(n)) is False
+    s.offer_wire(*frame(0))
+    s.flush()  # not writable: queued, not written
+    for n in range(1, 3):
+        assert s.offer_wire(*frame(n)) is False  # behind the queue
     assert s.queued == 3
     assert rec.writes == []
     s.offer_wire(*frame(3))

@@ -140,22 +140,21 @@ class Subscriber:
 
         When nothing is ahead of it and the connection takes direct writes, the
         event is corked; True means this subscriber just started corking and
-        the caller must call :meth:`flush` before this loop iteration ends.
+        the caller must call :meth:`flush` before this loop iteration ends
+        (which writes it, or queues it if the connection cannot take it now).
         Otherwise the frame is queued like :meth:`offer`.
         """
         corked = self._corked
         if corked is not None:
             corked.append((frame, wire))
             return False
-        direct = self.direct
         if (
-            direct is not None
+            self.direct is not None
             and not self._outbox
             and not self.sending
             and self.close_code is None
-            and direct.ready()
         ):
-            self._corked = [(frame, wire)]
+            self._corked = [(frame, wire)]  # flush() asks the connection if it is ready
             return True
         self.offer(frame)
         return False

@@ -47,16 +47,19 @@ DIRECT = "roomcast.direct"
 
 
 class DirectWriter:
-    __slots__ = ("_protocol",)
+    """Handed to the application with the scope; used only once it has accepted."""
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    __slots__ = ("_flag", "_protocol")
+
+    def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._flag = protocol.writable
 
     def ready(self) -> bool:
+        # Called once per connection per flush: plain attributes only, cheapest first.
         p = self._protocol
         return (
-            p.writable.is_set()
-            and p.handshake_complete
+            self._flag._set
             and not p.close_sent
             and not p.disconnected
             and p.conn.state is State.OPEN
@@ -130,10 +133,12 @@ class _Flag:
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as uvicorn's ``ws`` (cli.py does)."""
 
+    writable: _Flag  # type: ignore[assignment]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
-        self.writable = _Flag()  # type: ignore[assignment]
+        self.writable = _Flag()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
