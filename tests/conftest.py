@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -76,6 +77,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        # Workers of a supervisor that was killed outright outlive it: end the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
 
@@ -95,6 +99,7 @@ def start_server(tmp_path: Path, **settings: object) -> ServerProcess:
             cwd=tmp_path,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, which stop() ends
         )
     server = ServerProcess(process, port, log_path)
     deadline = time.monotonic() + 20

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from roomcast.bench.rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, _Protocol, encode_frame
 
 
@@ -99,3 +101,40 @@ async def test_a_refused_upgrade_fails_the_handshake() -> None:
     protocol.connection_made(FakeTransport())
     protocol.data_received(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
     assert "403" in str(protocol.open.exception())
+
+
+async def test_deliver_to_hands_over_queued_then_parsed_frames_and_ends_with_the_close() -> None:
+    from roomcast.bench.channel import ChannelClosed
+    from roomcast.bench.rawws import RawWsChannel
+
+    protocol, _ = await opened()
+    protocol.data_received(server_frame(OP_TEXT, b"queued"))
+    got: list[bytes] = []
+    task = asyncio.ensure_future(RawWsChannel(protocol).deliver_to(got.append))
+    await asyncio.sleep(0)
+    assert got == [b"queued"]
+    protocol.data_received(server_frame(OP_TEXT, b"a") + server_frame(OP_TEXT, b"b"))
+    assert got == [b"queued", b"a", b"b"]  # delivered as parsed, nothing queued
+    assert not protocol.frames
+    assert protocol.waiter is not None
+    assert not protocol.waiter.done()  # and the waiting task was not woken for them
+    protocol.data_received(server_frame(OP_CLOSE, (1000).to_bytes(2, "big")))
+    protocol.connection_lost(None)
+    with pytest.raises(ChannelClosed) as closed:
+        await asyncio.wait_for(task, 1)
+    assert closed.value.code == "1000"
+
+
+async def test_a_failing_handler_ends_deliver_to_with_its_error() -> None:
+    from roomcast.bench.rawws import RawWsChannel
+
+    protocol, _ = await opened()
+
+    def handler(frame: bytes) -> None:
+        raise ValueError(frame.decode())
+
+    task = asyncio.ensure_future(RawWsChannel(protocol).deliver_to(handler))
+    await asyncio.sleep(0)
+    protocol.data_received(server_frame(OP_TEXT, b"boom"))
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(task, 1)

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from .channel import ChannelClosed, ChannelError
@@ -76,6 +77,9 @@ class _Protocol(asyncio.Protocol):
         self.close_sent = False
         self.paused = False
         self.gone = asyncio.get_running_loop().create_future()
+        self.on_frame: Callable[[bytes], None] | None = None
+        """Set by RawWsChannel.deliver_to: complete messages go to it, not ``frames``."""
+        self.failure: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -151,21 +155,35 @@ class _Protocol(asyncio.Protocol):
             opcode = b0 & 0x0F
             if opcode in (OP_TEXT, OP_BINARY):
                 if b0 & 0x80:
-                    frames.append(payload)
+                    self._message(payload)
                 else:
                     self.fragments = [payload]
             elif opcode == OP_CONT:
                 self.fragments.append(payload)
                 if b0 & 0x80:
-                    frames.append(b"".join(self.fragments))
+                    self._message(b"".join(self.fragments))
                     self.fragments = []
             else:
                 self._control(opcode, payload)
         del buf[:pos]
+        if self.on_frame is not None:
+            return  # delivered as parsed: nobody waits for frames
         if len(frames) > _PAUSE_FRAMES and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
+
+    def _message(self, payload: bytes) -> None:
+        on_frame = self.on_frame
+        if on_frame is None:
+            self.frames.append(payload)
+            return
+        try:
+            on_frame(payload)
+        except Exception as exc:  # the handler's bug: stop calling it, end its wait
+            self.on_frame = None
+            self.failure = exc
+            self._wake()
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
@@ -257,6 +275,29 @@ class RawWsChannel:
             p.paused = False
             p.transport.resume_reading()
         return frames.popleft()
+
+    async def deliver_to(self, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with every message, as it is parsed, until the
+        connection closes; then raise its ChannelClosed (or the handler's error).
+        Messages already queued go first."""
+        p = self.protocol
+        while p.frames:
+            handler(p.frames.popleft())
+        if p.paused and p.transport is not None:
+            p.paused = False
+            p.transport.resume_reading()
+        p.on_frame = handler
+        try:
+            while p.closed is None and p.failure is None:
+                p.waiter = asyncio.get_running_loop().create_future()
+                await p.waiter
+                p.waiter = None
+        finally:
+            p.on_frame = None
+        if p.failure is not None:
+            raise p.failure
+        assert p.closed is not None
+        raise p.closed
 
     async def send(self, text: str) -> None:
         self.protocol.send(OP_TEXT, text.encode())

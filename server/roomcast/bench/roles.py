@@ -17,6 +17,7 @@ import asyncio
 import collections
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .accounting import Stream
@@ -35,7 +36,7 @@ from .frames import (
 )
 from .histogram import Histogram
 
-__all__ = ["Publisher", "Subscriber", "Tally", "receive", "sleep_until"]
+__all__ = ["Publisher", "Subscriber", "Tally", "frame_handler", "receive", "sleep_until"]
 
 SYNC_INTERVAL = 0.1
 """Seconds between barrier frames while subscribers of a relaying server join."""
@@ -113,47 +114,66 @@ def _other(sub: Subscriber, frame: bytes, tally: Tally) -> None:
         tally.other += 1
 
 
-async def receive(sub: Subscriber, tally: Tally) -> None:
-    """Read ``sub``'s channel until it closes (or the task is cancelled)."""
-    recv = sub.channel.recv
+def frame_handler(sub: Subscriber, tally: Tally) -> Callable[[bytes], None]:
+    """The accounting of one frame received by ``sub``: offsets, latency, replies."""
     stream = sub.stream
     publisher = sub.publisher
     echo = publisher is not None and publisher.ack == "echo"
     latency = tally.latency
     clock = time.time
+
+    def handle(frame: bytes) -> None:
+        message = parse_message(frame)
+        if message is None:
+            _other(sub, frame, tally)
+            return
+        offset, sent = message
+        if echo:
+            assert publisher is not None
+            publisher.on_echo(offset)
+        if stream is None:
+            return
+        tally.deliveries += 1
+        if offset == stream.expect:
+            stream.expect = offset + 1
+        else:
+            stream.deliver(offset)
+        now = clock()
+        if tally.t_measure <= now < tally.t_stop:
+            tally.measured += 1
+        if sent and tally.t_measure <= sent < tally.t_stop:
+            latency.record(int((now - sent) * 1_000_000))
+
+    return handle
+
+
+async def receive(sub: Subscriber, tally: Tally) -> None:
+    """Read ``sub``'s channel until it closes (or the task is cancelled).
+
+    A channel that can call back per frame (``deliver_to``: the bench's own
+    WebSocket client) gets the handler and this task only waits for the close:
+    no task wake-up per frame. Others are read frame by frame."""
+    handle = frame_handler(sub, tally)
+    channel = sub.channel
     try:
-        while True:
-            frame = await recv()
-            message = parse_message(frame)
-            if message is None:
-                _other(sub, frame, tally)
-                continue
-            offset, sent = message
-            if echo:
-                assert publisher is not None
-                publisher.on_echo(offset)
-            if stream is None:
-                continue
-            tally.deliveries += 1
-            if offset == stream.expect:
-                stream.expect = offset + 1
-            else:
-                stream.deliver(offset)
-            now = clock()
-            if tally.t_measure <= now < tally.t_stop:
-                tally.measured += 1
-            if sent and tally.t_measure <= sent < tally.t_stop:
-                latency.record(int((now - sent) * 1_000_000))
+        deliver_to = getattr(channel, "deliver_to", None)
+        if deliver_to is not None:
+            await deliver_to(handle)
+        else:
+            recv = channel.recv
+            while True:
+                handle(await recv())
     except ChannelClosed as exc:
         if not tally.closing:
             tally.closed[exc.code] += 1
             if exc.reason and f"closed:{exc.code}" not in tally.samples:
                 tally.samples[f"closed:{exc.code}"] = exc.reason[:300]
-            if stream is not None:
-                stream.closed = True
+            if sub.stream is not None:
+                sub.stream.closed = True
+            publisher = sub.publisher
             if publisher is not None:
                 publisher.lost_channel()
-                if stream is None:
+                if sub.stream is None:
                     tally.error(f"publisher:closed:{exc.code}", f"the publisher's {exc}")
     except Exception as exc:  # a bug or a garbled frame: count it, stop this reader
         tally.error(f"receive:{type(exc).__name__}", repr(exc))
