@@ -156,10 +156,14 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], health: str | None =
 
 
 @contextlib.contextmanager
-def started(case: Case, redis_url: str, tmp: Path) -> Iterator[tuple[int, int]]:
-    """Start ``case``'s server; yield (port, pid); stop it and every child."""
+def started(
+    case: Case, redis_url: str, tmp: Path, logs: list[Path]
+) -> Iterator[tuple[int, int]]:
+    """Start ``case``'s server; yield (port, pid); stop it and every child. The path of
+    its log is appended to ``logs``."""
     port = free_port()
     work = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{case.key}-"))
+    logs.append(work / "server.log")
     command = [part.format(port=port, redis=redis_url) for part in case.command]
     errors = (work / "server.log").open("wb")
     proc = subprocess.Popen(
@@ -198,11 +202,14 @@ def bench(case: Case, port: int, pid: int, args: list[str], out: Path) -> dict[s
 
 def trial(case: Case, args: list[str], redis_url: str, tmp: Path) -> dict[str, Any]:
     out = tmp / f"{case.key}-{time.monotonic_ns()}.json"
+    logs: list[Path] = []
     try:
-        with started(case, redis_url, tmp) as (port, pid):
+        with started(case, redis_url, tmp, logs) as (port, pid):
             report = bench(case, port, pid, args, out)
     except RuntimeError as exc:
         report = {"ok": False, "failure": str(exc)}
+    if not report.get("ok") and logs and logs[0].exists():  # what the server said, kept
+        report["server_log_tail"] = logs[0].read_text(errors="replace")[-3000:]
     summary = report.get("deliveries_per_s")
     rss = report.get("rss_per_connection")
     shown = f"{summary:,.0f} deliveries/s" if summary else f"{rss or 0:,.0f} B/conn"

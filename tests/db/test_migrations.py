@@ -125,3 +125,26 @@ async def test_upgrade_of_an_unreachable_database_raises_database_unavailable(
         server.stop("immediate")
     with pytest.raises(DatabaseUnavailable):
         await asyncio.wait_for(upgrade_async(url), 20)
+
+
+async def test_processes_upgrading_a_fresh_database_at_once_all_succeed(db_url: str) -> None:
+    """`roomcast serve --workers N` on a fresh database migrates in every worker at once:
+    each must come up, not fail on a table another one just created."""
+    import subprocess
+    import sys
+
+    def upgrade_together(n: int) -> list[tuple[int, str]]:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "roomcast", "db", "upgrade", "--url", db_url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(n)
+        ]
+        return [(p.wait(60), (p.stdout.read() if p.stdout else b"").decode()) for p in processes]
+
+    results = await asyncio.to_thread(upgrade_together, 4)
+    assert [code for code, _ in results] == [0, 0, 0, 0], results
+    assert await run_sync_on(db_url, current_revision) == head_revision()
+    assert await run_sync_on(db_url, schema_diff) == []
