@@ -156,9 +156,7 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], health: str | None =
 
 
 @contextlib.contextmanager
-def started(
-    case: Case, redis_url: str, tmp: Path, logs: list[Path]
-) -> Iterator[tuple[int, int]]:
+def started(case: Case, redis_url: str, tmp: Path, logs: list[Path]) -> Iterator[tuple[int, int]]:
     """Start ``case``'s server; yield (port, pid); stop it and every child. The path of
     its log is appended to ``logs``."""
     port = free_port()
