@@ -250,22 +250,12 @@ class RedisBroker(Broker):
             self.channel(room),
             self._publish_cmd,
         ]
-        reply = self._batcher.enqueue(keys, args)
-        event: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
 
-        def done(reply: asyncio.Future[Any]) -> None:
-            if event.done():
-                return
-            if reply.cancelled():
-                event.cancel()
-            elif (exc := reply.exception()) is not None:
-                event.set_exception(exc)
-            else:
-                epoch, offset = reply.result()
-                event.set_result(Event(room, epoch.decode(), int(offset), data, sender, ts))
+        def event(reply: Any) -> Event:
+            epoch, offset = reply
+            return Event(room, epoch.decode(), int(offset), data, sender, ts)
 
-        reply.add_done_callback(done)
-        return event
+        return self._batcher.enqueue(keys, args, event)
 
     async def publish_notice(self, notice: Notice) -> None:
         message = b"!" + orjson.dumps({"type": notice.kind, "room": notice.room, **notice.fields})

@@ -27,7 +27,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -39,7 +39,9 @@ __all__ = ["PublishBatcher"]
 
 log = logging.getLogger("roomcast.redis")
 
-_Item = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+T = TypeVar("T")
+
+_Item = tuple[list[str], list[Any], "asyncio.Future[Any]", "Callable[[Any], Any]"]
 
 
 class PublishBatcher:
@@ -59,10 +61,12 @@ class PublishBatcher:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # pipelines sent (for tests and the curious)
 
-    def enqueue(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        """Queue one script call; the future gets its reply (or BrokerUnavailable)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((keys, args, future))
+    def enqueue(
+        self, keys: list[str], args: list[Any], make: Callable[[Any], T]
+    ) -> asyncio.Future[T]:
+        """Queue one script call; the future gets ``make(reply)`` (or BrokerUnavailable)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future, make))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="roomcast-redis-publish")
         return future
@@ -82,17 +86,17 @@ class PublishBatcher:
                     replies = await self._send(batch)
                 except (RedisError, OSError) as exc:
                     failure = BrokerUnavailable(f"redis: {exc}")
-                    for _, _, future in batch:
+                    for _, _, future, _ in batch:
                         if not future.done():
                             future.set_exception(failure)
                     continue
-                for (_, _, future), reply in zip(batch, replies, strict=True):
+                for (_, _, future, make), reply in zip(batch, replies, strict=True):
                     if future.done():
                         continue
                     if isinstance(reply, Exception):
                         future.set_exception(BrokerUnavailable(f"redis: {reply}"))
                     else:
-                        future.set_result(reply)
+                        future.set_result(make(reply))
         finally:
             self._flusher = None
             if self._queue:  # enqueued while the last batch failed out of the loop
@@ -102,7 +106,7 @@ class PublishBatcher:
         client = self._client()
         if not self._pipelined or len(batch) == 1:
             replies: list[Any] = []
-            for keys, args, _ in batch:
+            for keys, args, _, _ in batch:
                 try:
                     replies.append(await self._script(keys=keys, args=args))
                 except RedisError as exc:
@@ -111,7 +115,7 @@ class PublishBatcher:
         assert isinstance(client, aioredis.Redis)  # pipelined only off a cluster
         self.batches += 1
         async with client.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
+            for keys, args, _, _ in batch:
                 await self._script(keys=keys, args=args, client=pipe)
             result: list[Any] = await pipe.execute(raise_on_error=False)
             return result
