@@ -36,66 +36,15 @@ from collections.abc import Callable, Iterable
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
-from .archive import Archive, ArchiveUnavailable, complete_recovery, extend_page
+from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
+from .local_room import LocalRoom, Pending, frame_for, reached
+from .publishing import DurableNotPersisted, submit_publish
 from .subscriber import Subscriber
 
 __all__ = ["DurableNotPersisted", "Hub"]
 
 log = logging.getLogger("roomcast.hub")
-
-
-class DurableNotPersisted(ValueError):
-    """A durable publish to a room that is not persisted: nothing could make it durable."""
-
-
-def _log_archive_failure(committed: asyncio.Future[None]) -> None:
-    if not committed.cancelled() and committed.exception() is not None:
-        log.error("an event was published but not archived: %s", committed.exception())
-
-
-def _frame(item: Event | Notice, sub: Subscriber) -> str:
-    return item.sse if sub.sse else item.frame
-
-
-def _reached(live: Position, target: Position) -> bool:
-    """Whether live delivery at ``live`` has passed ``target`` (or left its epoch)."""
-    return live.epoch != target.epoch or live.offset >= target.offset
-
-
-class _Pending:
-    """A subscriber that is not live yet: what arrived meanwhile, and from where on
-    live events are new to it (None while its replay is still being read)."""
-
-    __slots__ = ("buffer", "until")
-
-    def __init__(self) -> None:
-        self.buffer: list[Event | Notice] = []
-        self.until: Position | None = None
-
-
-class _LocalRoom:
-    __slots__ = ("live", "live_sse", "pending", "ready")
-
-    def __init__(self, ready: asyncio.Future[None]) -> None:
-        self.live: dict[Subscriber, None] = {}  # get events' text frames (WebSocket)
-        self.live_sse: dict[Subscriber, None] = {}  # get events' sse form
-        self.pending: dict[Subscriber, _Pending] = {}
-        self.ready = ready
-
-    def empty(self) -> bool:
-        return not self.live and not self.live_sse and not self.pending
-
-    def add_live(self, sub: Subscriber) -> None:
-        (self.live_sse if sub.sse else self.live)[sub] = None
-
-    def remove(self, sub: Subscriber) -> bool:
-        """Take ``sub`` out of the room, live or pending; whether it was in."""
-        found = sub in self.live or sub in self.live_sse or sub in self.pending
-        self.live.pop(sub, None)
-        self.live_sse.pop(sub, None)
-        self.pending.pop(sub, None)
-        return found
 
 
 class Hub:
@@ -116,7 +65,7 @@ class Hub:
         self.presence_enabled = presence
         self.send_timeout = send_timeout
         self.draining = False
-        self._rooms: dict[str, _LocalRoom] = {}
+        self._rooms: dict[str, LocalRoom] = {}
         self._subscribers: set[Subscriber] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -240,7 +189,7 @@ class Hub:
             caught_up = []
             for sub, pending in local.pending.items():
                 pending.buffer.append(event)
-                if pending.until is not None and _reached(event.position, pending.until):
+                if pending.until is not None and reached(event.position, pending.until):
                     caught_up.append(sub)
             if caught_up:
                 self._go_live(local, caught_up)
@@ -282,12 +231,12 @@ class Hub:
 
     # -- subscriptions ---------------------------------------------------------------
 
-    async def _join_room(self, room: str) -> _LocalRoom:
+    async def _join_room(self, room: str) -> LocalRoom:
         local = self._rooms.get(room)
         if local is not None:
             await asyncio.shield(local.ready)
             return local
-        local = self._rooms[room] = _LocalRoom(asyncio.get_running_loop().create_future())
+        local = self._rooms[room] = LocalRoom(asyncio.get_running_loop().create_future())
         try:
             await self.broker.subscribe(room)
         except BaseException as exc:
@@ -312,8 +261,8 @@ class Hub:
         is queued, so a reply it queues reaches the client before any event.
         Raises BrokerUnavailable (nothing changed) if the broker cannot serve.
         """
-        pending = _Pending()
-        local: _LocalRoom | None = None
+        pending = Pending()
+        local: LocalRoom | None = None
         try:
             local = await self._join_room(room)
             local.pending[sub] = pending
@@ -325,9 +274,9 @@ class Hub:
             raise
         on_ready(recovery)
         pending.until = recovery.events[-1].position if recovery.events else recovery.position
-        self._flush(sub, pending, [_frame(event, sub) for event in recovery.events])
+        self._flush(sub, pending, [frame_for(event, sub) for event in recovery.events])
         live = self.broker.live_position(room)
-        if live is None or _reached(live, pending.until):
+        if live is None or reached(live, pending.until):
             del local.pending[sub]
             local.add_live(sub)
         sub.rooms.add(room)
@@ -354,7 +303,7 @@ class Hub:
             return True
 
     @staticmethod
-    def _flush(sub: Subscriber, pending: _Pending, frames: list[str]) -> None:
+    def _flush(sub: Subscriber, pending: Pending, frames: list[str]) -> None:
         """Queue ``frames`` and what ``pending`` buffered past its ``until``."""
         until = pending.until
         assert until is not None
@@ -363,12 +312,12 @@ class Hub:
                 if item.epoch == until.epoch and item.offset <= until.offset:
                     continue
                 until = item.position
-            frames.append(_frame(item, sub))
+            frames.append(frame_for(item, sub))
         pending.buffer = []
         pending.until = until
         sub.offer_replay(frames)
 
-    def _go_live(self, local: _LocalRoom, subs: list[Subscriber]) -> None:
+    def _go_live(self, local: LocalRoom, subs: list[Subscriber]) -> None:
         for sub in subs:
             self._flush(sub, local.pending.pop(sub), [])
             local.add_live(sub)
@@ -396,7 +345,7 @@ class Hub:
         finally:
             self.unregister(sub)
 
-    async def _leave_room_if_empty(self, room: str, local: _LocalRoom) -> None:
+    async def _leave_room_if_empty(self, room: str, local: LocalRoom) -> None:
         if local.empty() and self._rooms.get(room) is local:
             del self._rooms[room]
             await self.broker.unsubscribe(room)
@@ -426,25 +375,11 @@ class Hub:
         self, room: str, data: bytes, sender: str, *, durable: bool = False
     ) -> asyncio.Future[Event]:
         """The first half of :meth:`publish`: check the room, then hand the event to
-        the broker, which fixes its place. Submissions awaited one after another get
-        offsets in that order, so a connection may submit its next publish before
-        the previous one is answered. The future completes as :meth:`publish` would
-        return (or raise). Raises what :meth:`publish` raises before the broker."""
-        archive = self.archive
-        options = None if archive is None else await archive.options(room)
-        persist = options is not None and options.persist
-        if durable and not persist:
-            raise DurableNotPersisted(f"room {room!r} is not persisted")
-        if persist:
-            assert archive is not None
-            if not archive.healthy:  # refuse before anyone receives it
-                raise ArchiveUnavailable("the archive is unavailable")
-        history_size = None if options is None else options.history_size
-        accepted = self.broker.enqueue_publish(room, data, sender, history_size=history_size)
-        if not persist:
-            return accepted
-        assert archive is not None
-        return asyncio.ensure_future(_archived(accepted, archive, durable))
+        the broker, which fixes its place (publishing.py). Submissions awaited one
+        after another get offsets in that order, so a connection may submit its next
+        publish before the previous one is answered. The future completes as
+        :meth:`publish` would return (or raise)."""
+        return await submit_publish(self.broker, self.archive, room, data, sender, durable)
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
         page = await self.broker.history(room, limit=limit, before=before)
@@ -454,14 +389,3 @@ class Hub:
 
     async def presence(self, room: str) -> list[PresenceEntry]:
         return await self.broker.presence_list(room)
-
-
-async def _archived(accepted: asyncio.Future[Event], archive: Archive, durable: bool) -> Event:
-    """Hand a published event to the archive (``durable``: wait for the commit)."""
-    event = await accepted
-    committed = archive.submit(event)
-    if durable:
-        await committed
-    else:
-        committed.add_done_callback(_log_archive_failure)
-    return event

@@ -1,0 +1,65 @@
+"""The publish path: check the room, hand the event to the broker, archive it.
+
+:func:`submit_publish` is :meth:`Hub.submit_publish <roomcast.hub.hub.Hub.submit_publish>`:
+everything up to the broker fixing the event's place runs before it returns;
+the future it returns completes with the event once the broker answered and, for
+a persisted room, the archive took it (``durable``: committed it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..protocol.events import Event
+from .archive import Archive, ArchiveUnavailable
+from .broker import Broker
+
+__all__ = ["DurableNotPersisted", "submit_publish"]
+
+log = logging.getLogger("roomcast.hub")
+
+
+class DurableNotPersisted(ValueError):
+    """A durable publish to a room that is not persisted: nothing could make it durable."""
+
+
+async def submit_publish(
+    broker: Broker, archive: Archive | None, room: str, data: bytes, sender: str, durable: bool
+) -> asyncio.Future[Event]:
+    """Check ``room``, then enqueue the publish with ``broker``.
+
+    Raises DurableNotPersisted when ``durable`` asks for more than the room
+    keeps, and ArchiveUnavailable when a persisted room's archive is down (before
+    anyone receives the event). The future fails with the broker's Unavailable.
+    """
+    options = None if archive is None else await archive.options(room)
+    persist = options is not None and options.persist
+    if durable and not persist:
+        raise DurableNotPersisted(f"room {room!r} is not persisted")
+    if persist:
+        assert archive is not None
+        if not archive.healthy:  # refuse before anyone receives it
+            raise ArchiveUnavailable("the archive is unavailable")
+    history_size = None if options is None else options.history_size
+    accepted = broker.enqueue_publish(room, data, sender, history_size=history_size)
+    if not persist:
+        return accepted
+    assert archive is not None
+    return asyncio.ensure_future(_archived(accepted, archive, durable))
+
+
+async def _archived(accepted: asyncio.Future[Event], archive: Archive, durable: bool) -> Event:
+    """Hand a published event to the archive (``durable``: wait for the commit)."""
+    event = await accepted
+    committed = archive.submit(event)
+    if durable:
+        await committed
+    else:
+        committed.add_done_callback(_log_archive_failure)
+    return event
+
+
+def _log_archive_failure(committed: asyncio.Future[None]) -> None:
+    if not committed.cancelled() and committed.exception() is not None:
+        log.error("an event was published but not archived: %s", committed.exception())
