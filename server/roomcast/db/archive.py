@@ -14,6 +14,7 @@ which the hub and the transports answer with ``unavailable``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 
@@ -41,12 +42,27 @@ class SqlArchive(Archive):
         self.writer = writer
         self.options_ttl = options_ttl
         self._options: dict[str, tuple[float, RoomOptions]] = {}
+        self._loading: dict[str, asyncio.Future[RoomOptions]] = {}
 
     async def options(self, room: str) -> RoomOptions:
-        now = time.monotonic()
         cached = self._options.get(room)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        # One query per room at a time: when a busy room's entry expires, every
+        # publish that arrives before the answer waits for the same query rather
+        # than sending its own (they piled up, and slowed the database further).
+        loading = self._loading.get(room)
+        if loading is None:
+            loading = self._loading[room] = asyncio.ensure_future(self._load(room, cached))
+            loading.add_done_callback(functools.partial(self._loaded, room))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, room: str, loading: asyncio.Future[RoomOptions]) -> None:
+        if self._loading.get(room) is loading:
+            del self._loading[room]
+
+    async def _load(self, room: str, cached: tuple[float, RoomOptions] | None) -> RoomOptions:
+        me = asyncio.current_task()
         try:
             record = await self.store.get_room(room)
         except Unavailable:
@@ -60,6 +76,9 @@ class SqlArchive(Archive):
                 history_size=record.history_size,
             )
         )
+        if self._loading.get(room) is not me:  # forgotten meanwhile: the answer is stale
+            return options
+        now = time.monotonic()
         if len(self._options) > 100_000:  # bounded: drop expired rooms that are not persisted
             self._options = {k: v for k, v in self._options.items() if v[0] > now or v[1].persist}
         self._options[room] = (now + self.options_ttl, options)
@@ -70,8 +89,10 @@ class SqlArchive(Archive):
         self._options[room] = (time.monotonic() + self.options_ttl, options)
 
     def forget(self, room: str) -> None:
-        """Drop the cached options of ``room`` (it was just created or deleted here)."""
+        """Drop the cached options of ``room`` (it was just created or deleted here),
+        and any query for them in flight: the next caller asks again."""
         self._options.pop(room, None)
+        self._loading.pop(room, None)
 
     @property
     def healthy(self) -> bool:
