@@ -136,7 +136,9 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
     out = [
         "# Benchmark results",
         "",
-        f"Written by `benchmarks/run.py` on {doc['started_at']}; every figure is the median "
+        f"Written by `benchmarks/run.py` on {doc['started_at']}"
+        + (f" at commit `{doc['commit']}`" if doc.get("commit") else "")
+        + "; every figure is the median "
         f"of {opts['rounds']} runs, interleaved, each on a freshly started server. "
         "Absolute numbers move by tens of percent between runs on this machine; compare "
         "the ratios, which were measured in the same run. `lost/dup/ooo` sums every run.",

@@ -288,6 +288,7 @@ def main() -> int:
                         light.setdefault(case.key, []).append(trial(case, args, redis_url, tmp))
     document = {
         "started_at": started_at.isoformat(timespec="seconds"),
+        "commit": _commit(),
         "options": {k: str(v) for k, v in vars(opts).items()},
         "idle_connections": idle_n,
         "fd_limit": fd_limit(),
@@ -301,6 +302,15 @@ def main() -> int:
     opts.out.write_text(render(document, [c for c in cases]))
     log(f"wrote {opts.out} and {opts.json}")
     return 0
+
+
+def _commit() -> str:
+    """The checked-out commit, ``+`` when the work tree has changes ("" outside git)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    return head + ("+" if head and dirty else "")
 
 
 def _median(values: list[float]) -> float:
