@@ -34,15 +34,27 @@ def direct_sub(max_messages: int = 100) -> tuple[Subscriber, Recorder]:
     return s, rec
 
 
+class Item:
+    """What the hub offers: a text frame and its WebSocket frame."""
+
+    def __init__(self, frame: str, wire: bytes) -> None:
+        self.frame = frame
+        self.wire = wire
+
+
 def frame(n: int) -> tuple[str, bytes]:
     text = f'{{"n":{n}}}'
     return text, text_frame(text.encode())
 
 
+def item(n: int) -> Item:
+    return Item(*frame(n))
+
+
 def test_frames_offered_in_one_iteration_go_out_as_one_write_in_order() -> None:
     s, rec = direct_sub()
-    assert s.offer_wire(*frame(1)) is True  # the caller must flush
-    assert s.offer_wire(*frame(2)) is False  # already corked
+    assert s.offer_wire(item(1)) is True  # the caller must flush
+    assert s.offer_wire(item(2)) is False  # already corked
     assert rec.writes == []
     s.flush()
     assert rec.writes == [frame(1)[1] + frame(2)[1]]
@@ -53,7 +65,7 @@ def test_frames_offered_in_one_iteration_go_out_as_one_write_in_order() -> None:
 
 def test_an_outbox_offer_sends_what_is_corked_first() -> None:
     s, rec = direct_sub()
-    s.offer_wire(*frame(1))
+    s.offer_wire(item(1))
     s.offer('{"reply":true}')  # e.g. a publish reply, through the writer task
     assert rec.writes == [frame(1)[1]]
     assert s.pop() == '{"reply":true}'
@@ -62,7 +74,7 @@ def test_an_outbox_offer_sends_what_is_corked_first() -> None:
 def test_while_frames_are_queued_new_frames_queue_behind_them() -> None:
     s, rec = direct_sub()
     s.offer("first")
-    assert s.offer_wire(*frame(2)) is False
+    assert s.offer_wire(item(2)) is False
     assert rec.writes == []
     assert [s.pop(), s.pop()] == ["first", frame(2)[0]]
 
@@ -70,21 +82,21 @@ def test_while_frames_are_queued_new_frames_queue_behind_them() -> None:
 def test_a_paused_connection_queues_and_a_reader_that_never_catches_up_is_evicted() -> None:
     s, rec = direct_sub(max_messages=3)
     rec.writable = False
-    s.offer_wire(*frame(0))
+    s.offer_wire(item(0))
     s.flush()  # not writable: queued, not written
     for n in range(1, 3):
-        assert s.offer_wire(*frame(n)) is False  # behind the queue
+        assert s.offer_wire(item(n)) is False  # behind the queue
     assert s.queued == 3
     assert rec.writes == []
-    s.offer_wire(*frame(3))
+    s.offer_wire(item(3))
     assert s.close_code == CloseCode.SLOW_CONSUMER
     assert rec.writes == []
 
 
 def test_flow_control_pausing_between_offer_and_flush_queues_the_corked_frames() -> None:
     s, rec = direct_sub()
-    s.offer_wire(*frame(1))
-    s.offer_wire(*frame(2))
+    s.offer_wire(item(1))
+    s.offer_wire(item(2))
     rec.writable = False
     s.flush()
     assert rec.writes == []
@@ -93,12 +105,12 @@ def test_flow_control_pausing_between_offer_and_flush_queues_the_corked_frames()
 
 def test_close_sends_the_corked_frames_first_unless_the_peer_is_gone() -> None:
     s, rec = direct_sub()
-    s.offer_wire(*frame(1))
+    s.offer_wire(item(1))
     s.close(CloseCode.GOING_AWAY)
     assert rec.writes == [frame(1)[1]]
 
     s, rec = direct_sub()
-    s.offer_wire(*frame(1))
+    s.offer_wire(item(1))
     s.close(CloseCode.GOING_AWAY, peer_gone=True)
     s.flush()
     assert rec.writes == []

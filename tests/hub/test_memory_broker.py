@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from roomcast.hub.broker import Broker
 from roomcast.hub.memory import MemoryBroker
 from roomcast.protocol.events import Position
 
@@ -23,6 +24,20 @@ class TestMemoryBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self) -> AsyncIterator[MakeBroker]:
         async with started_brokers(lambda size: MemoryBroker(history_size=size)) as make:
+            yield make
+
+
+class SerialMemoryBroker(MemoryBroker):
+    """The memory broker with Broker's default enqueue_publish (one at a time, in
+    order), as a broker that does not override it gets: its contract holds too."""
+
+    enqueue_publish = Broker.enqueue_publish
+
+
+class TestDefaultEnqueuePublishContract(BrokerContract):
+    @pytest.fixture
+    async def make_broker(self) -> AsyncIterator[MakeBroker]:
+        async with started_brokers(lambda size: SerialMemoryBroker(history_size=size)) as make:
             yield make
 
 

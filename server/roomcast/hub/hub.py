@@ -158,13 +158,13 @@ class Hub:
 
     # -- fan-out (BrokerSink) -------------------------------------------------------
 
-    def _offer_live(self, subs: Iterable[Subscriber], frame: str, wire: bytes) -> None:
-        """Offer one frame to WebSocket subscribers; those that cork it are flushed
+    def _offer_live(self, subs: Iterable[Subscriber], item: Event | Notice) -> None:
+        """Offer one event to WebSocket subscribers; those that cork it are flushed
         together at the end of this loop iteration (one write per connection)."""
         corked = self._corked
         first = not corked
         for sub in subs:
-            if sub.offer_wire(frame, wire):
+            if sub.offer_wire(item):
                 corked.append(sub)
         if first and corked:
             asyncio.get_running_loop().call_soon(self._flush_corked)
@@ -180,7 +180,7 @@ class Hub:
         if local is None:
             return
         if local.live:
-            self._offer_live(local.live, event.frame, event.wire)
+            self._offer_live(local.live, event)
         if local.live_sse:
             sse = event.sse
             for sub in local.live_sse:
@@ -199,7 +199,7 @@ class Hub:
         if local is None:
             return
         if local.live:
-            self._offer_live(local.live, notice.frame, notice.wire)
+            self._offer_live(local.live, notice)
         if local.live_sse:
             sse = notice.sse
             for sub in local.live_sse:

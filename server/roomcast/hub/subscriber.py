@@ -41,7 +41,18 @@ from typing import Protocol
 
 from ..protocol.codes import CloseCode
 
-__all__ = ["DirectWrite", "Subscriber"]
+__all__ = ["DirectWrite", "Framed", "Subscriber"]
+
+
+class Framed(Protocol):
+    """An event as the hub offers it: its text frame, and the same frame made a
+    complete WebSocket frame (``Event`` and ``Notice`` build both once)."""
+
+    @property
+    def frame(self) -> str: ...
+
+    @property
+    def wire(self) -> bytes: ...
 
 
 class DirectWrite(Protocol):
@@ -111,7 +122,7 @@ class Subscriber:
         self._credit = 0  # frames queued by offer_replay, not yet sent
         self._credit_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._corked: list[tuple[str, bytes]] | None = None  # (frame, wire) awaiting flush
+        self._corked: list[Framed] | None = None  # offered, awaiting flush()
 
     # -- hub side ---------------------------------------------------------------
 
@@ -134,19 +145,18 @@ class Subscriber:
         self._wake()
         return True
 
-    def offer_wire(self, frame: str, wire: bytes) -> bool:
-        """Offer an event: ``frame`` as text, ``wire`` as the same frame made a
-        complete WebSocket frame (shared by every subscriber).
+    def offer_wire(self, item: Framed) -> bool:
+        """Offer an event (shared by every subscriber; see :class:`Framed`).
 
         When nothing is ahead of it and the connection takes direct writes, the
         event is corked; True means this subscriber just started corking and
         the caller must call :meth:`flush` before this loop iteration ends
         (which writes it, or queues it if the connection cannot take it now).
-        Otherwise the frame is queued like :meth:`offer`.
+        Otherwise its text frame is queued like :meth:`offer`.
         """
         corked = self._corked
         if corked is not None:
-            corked.append((frame, wire))
+            corked.append(item)
             return False
         if (
             self.direct is not None
@@ -154,9 +164,9 @@ class Subscriber:
             and not self.sending
             and self.close_code is None
         ):
-            self._corked = [(frame, wire)]  # flush() asks the connection if it is ready
+            self._corked = [item]  # flush() asks the connection if it is ready
             return True
-        self.offer(frame)
+        self.offer(item.frame)
         return False
 
     def flush(self) -> None:
@@ -167,10 +177,10 @@ class Subscriber:
             return
         direct = self.direct
         if direct is not None and self.close_code is None and direct.ready():
-            direct.write(corked[0][1] if len(corked) == 1 else b"".join(w for _, w in corked))
+            direct.write(corked[0].wire if len(corked) == 1 else b"".join(i.wire for i in corked))
             return
-        for frame, _ in corked:
-            self.offer(frame)
+        for item in corked:
+            self.offer(item.frame)
 
     def evict(self) -> None:
         """Close as a slow consumer (3001, unless already closing with another
