@@ -1,4 +1,5 @@
-"""The ``roomcast`` command: ``serve``, ``token`` and ``db upgrade``."""
+"""The ``roomcast`` command: ``serve``, ``token``, ``bench``, ``demo-feed`` and
+``db upgrade``."""
 
 from __future__ import annotations
 
@@ -132,6 +133,57 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args, prog="roomcast bench")
 
 
+DEMO_FEED_HELP = """\
+Publish a sample live feed (numbers like a service's metrics: cpu, rps, p99_ms, queue)
+to rooms over REST, so a dashboard has something to show.
+
+Credentials: with the default ROOMCAST_AUTH=off and no ROOMCAST_API_KEYS, none are
+needed (do not pass --token then: with auth=off a bearer that is not an API key is
+refused with 401). With ROOMCAST_API_KEYS set (auth=off or jwt), pass one of those keys
+with --api-key. With ROOMCAST_AUTH=jwt, pass an API key or a token whose publish claim
+matches every room (roomcast token --sub feed --publish 'feed:*'); a namespace with
+client_publish=false takes API keys only.
+
+Server unreachable, 5xx or 429: one line on stderr, then it backs off (up to 5 s) and
+retries until the server is back. 401, 403 or another 4xx: exit status 2. Ctrl-C or
+SIGTERM: exit status 0."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def room_name(text: str) -> str:
+    from .protocol.frames import ROOM_PATTERN
+
+    if ROOM_PATTERN.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"not a room name: {text!r} (1-128 letters, digits and _ . : -)"
+        )
+    return text
+
+
+def _demo_feed(args: argparse.Namespace) -> int:
+    from .demofeed import FeedOptions, run
+
+    options = FeedOptions(
+        url=args.url,
+        rooms=tuple(args.rooms or ["feed:demo"]),
+        interval=args.interval,
+        count=args.count,
+        seed=args.seed,
+        api_key=args.api_key or os.environ.get("ROOMCAST_DEMO_API_KEY") or None,
+        token=args.token or os.environ.get("ROOMCAST_DEMO_TOKEN") or None,
+    )
+    return run(options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomcast", description="real-time rooms over WebSocket")
     parser.add_argument("--version", action="version", version=f"roomcast {__version__}")
@@ -185,6 +237,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
+
+    feed = commands.add_parser(
+        "demo-feed",
+        help="publish a sample live feed to rooms over REST (for the dashboard)",
+        description=DEMO_FEED_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    feed.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="the server's base URL (default http://127.0.0.1:8000)",
+    )
+    feed.add_argument(
+        "--room",
+        dest="rooms",
+        action="append",
+        type=room_name,
+        metavar="ROOM",
+        help="a room to publish to; repeat for several (default feed:demo)",
+    )
+    feed.add_argument(
+        "--interval",
+        type=parse_duration,
+        default=1.0,
+        help="seconds between publishes to each room, > 0 (default 1)",
+    )
+    feed.add_argument(
+        "--count",
+        type=positive_int,
+        help="publish this many messages per room, then exit 0 (default: until Ctrl-C)",
+    )
+    feed.add_argument(
+        "--seed", type=int, help="seed of the numbers, to reproduce them (default: random)"
+    )
+    feed.add_argument(
+        "--api-key",
+        dest="api_key",
+        help="one of the server's API keys (ROOMCAST_API_KEYS), sent as X-API-Key "
+        "(default: the ROOMCAST_DEMO_API_KEY variable)",
+    )
+    feed.add_argument(
+        "--token",
+        help="a token that may publish to the rooms (auth=jwt), sent as "
+        "Authorization: Bearer (default: the ROOMCAST_DEMO_TOKEN variable)",
+    )
+    feed.set_defaults(func=_demo_feed)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
