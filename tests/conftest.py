@@ -83,15 +83,20 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(tmp_path: Path, **settings: object) -> ServerProcess:
-    """Start `roomcast serve` with ROOMCAST_* settings; wait until /healthz answers."""
-    port = free_port()
+def start_server(tmp_path: Path, *, listen_port: int = 0, **settings: object) -> ServerProcess:
+    """Start `roomcast serve` with ROOMCAST_* settings; wait until /healthz answers.
+    ``listen_port`` (default: a free one) lets a test restart a server where it was."""
+    port = listen_port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     env.update({f"ROOMCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env.setdefault("ROOMCAST_LOG_LEVEL", "warning")
     # Load tests publish as fast as acks allow; the rate limit has tests of its own.
     env.setdefault("ROOMCAST_PUBLISH_RATE", "0")
     log_path = tmp_path / f"server-{port}.log"
+    restarts = 1
+    while log_path.exists():  # a restart on the same port keeps the earlier log
+        restarts += 1
+        log_path = tmp_path / f"server-{port}-{restarts}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "roomcast", "serve", "--port", str(port)],
@@ -120,8 +125,8 @@ def start_server(tmp_path: Path, **settings: object) -> ServerProcess:
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def factory(**settings: object) -> ServerProcess:
-        server = start_server(tmp_path, **settings)
+    def factory(*, listen_port: int = 0, **settings: object) -> ServerProcess:
+        server = start_server(tmp_path, listen_port=listen_port, **settings)
         started.append(server)
         return server
 

@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI
 from . import __version__
 from .api import health, messages, realtime, rooms
 from .api.errors import install_error_handlers
+from .api.web import default_web_dir, web_router
 from .auth import Authority
 from .db.archive import SqlArchive
 from .db.engine import create_engine
@@ -103,6 +104,8 @@ class Roomcast:
         self.router.include_router(rooms.router)
         self.router.include_router(messages.router)
         self.router.include_router(health.router)
+        if settings.web:
+            self.router.include_router(web_router(settings.web_dir or default_web_dir()))
 
     async def drain(self) -> bool:
         """Close every connection with 3000 and wait (``drain_timeout``)."""

@@ -203,6 +203,13 @@ class Settings(BaseSettings):
     redis_backoff_cap: Positive = 2.0
     """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""
 
+    # -- browser pages (web/: roomcast.js, /chat, /dashboard) -----------------------
+    web: bool = True
+    """Serve the browser client and its pages: ``/``, ``/chat``, ``/dashboard``,
+    ``/roomcast.js`` (docs/client.md). Off for an app that mounts only the API."""
+    web_dir: Path | None = None
+    """The folder of those files; default: ``web/`` of the roomcast checkout."""
+
     @field_validator("jwt_algorithms", "allowed_origins", "api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -1,0 +1,212 @@
+// The chat page: one room, its history, who is here, and the connection's state.
+// Everything users wrote is put in the page with textContent, never as HTML.
+import { Roomcast } from "/roomcast.js";
+
+const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+const joinForm = $("join-form");
+const composeForm = $("compose-form");
+const list = $("messages");
+const outbox = $("outbox");
+const olderButton = $("load-older");
+const status = $("status");
+const presence = $("presence");
+
+const STATES = {
+  idle: "not connected",
+  connecting: "connecting…",
+  connected: "connected",
+  reconnecting: "reconnecting…",
+  resumed: "resumed",
+  failed: "gave up",
+  closed: "closed",
+};
+const PAGE = 50;
+const PUBLISH_TIMEOUT = 30000; // ms a message may wait for the connection
+
+let client = null;
+let room = null;
+let epoch = null;
+let hasOlder = false;
+let loadingOlder = false;
+const members = new Map(); // conn -> user
+
+function setStatus({ state, code, reason, delay }) {
+  status.dataset.state = state;
+  let text = STATES[state] || state;
+  if (state === "reconnecting" && delay !== undefined) text += ` (in ${(delay / 1000).toFixed(1)} s)`;
+  if (state === "failed" && code) text += `: ${reason || "closed"} (${code})`;
+  status.textContent = text;
+  composeForm.classList.toggle("offline", state !== "connected" && state !== "resumed");
+}
+
+function timeOf(ts) {
+  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function textOf(data) {
+  if (data && typeof data === "object" && typeof data.text === "string") return data.text;
+  return JSON.stringify(data);
+}
+
+function messageItem(event) {
+  const item = document.createElement("li");
+  item.className = "message";
+  item.dataset.offset = String(event.offset);
+  const sender = document.createElement("span");
+  sender.className = "sender";
+  sender.textContent = event.sender;
+  const time = document.createElement("time");
+  time.dateTime = new Date(event.ts * 1000).toISOString();
+  time.textContent = timeOf(event.ts);
+  const text = document.createElement("p");
+  text.className = "text";
+  text.textContent = textOf(event.data);
+  item.append(sender, time, text);
+  return item;
+}
+
+/** Put `event` in offset order; an offset already shown is not shown twice. */
+function show(event) {
+  if (event.epoch !== epoch) return;
+  if (list.querySelector(`[data-offset="${event.offset}"]`)) return;
+  const item = messageItem(event);
+  const later = [...list.children].find((el) => Number(el.dataset.offset) > event.offset);
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.insertBefore(item, later || null);
+  if (!later && atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function showPage(page) {
+  for (const event of page.events) show(event);
+  hasOlder = page.more;
+  olderButton.hidden = !hasOlder;
+}
+
+/** The latest page of history, up to and including `offset`. */
+async function reload(result) {
+  if (result.epoch !== epoch) {
+    epoch = result.epoch;
+    list.replaceChildren();
+  }
+  showPage(await room.history({ before: result.offset + 1, limit: PAGE }));
+  list.scrollTop = list.scrollHeight;
+}
+
+async function loadOlder() {
+  const first = list.firstElementChild;
+  if (!hasOlder || loadingOlder || !first) return;
+  loadingOlder = true;
+  try {
+    const height = list.scrollHeight;
+    showPage(await room.history({ before: Number(first.dataset.offset), limit: PAGE }));
+    list.scrollTop += list.scrollHeight - height; // keep the reader's place
+  } catch (err) {
+    console.warn("history", err);
+  } finally {
+    loadingOlder = false;
+  }
+}
+
+function drawPresence() {
+  const counts = new Map();
+  for (const user of members.values()) counts.set(user, (counts.get(user) || 0) + 1);
+  const items = [...counts.keys()].sort().map((user) => {
+    const item = document.createElement("li");
+    item.textContent = user;
+    if (counts.get(user) > 1) item.dataset.connections = String(counts.get(user));
+    return item;
+  });
+  presence.replaceChildren(...items);
+}
+
+async function refreshPresence() {
+  try {
+    const result = await room.presence();
+    members.clear();
+    for (const member of result.members) members.set(member.conn, member.user);
+    drawPresence();
+  } catch (err) {
+    console.warn("presence", err);
+  }
+}
+
+async function send(text) {
+  const pending = document.createElement("li");
+  pending.className = "message pending";
+  const label = document.createElement("span");
+  label.className = "sender";
+  label.textContent = client.state === "connected" || client.state === "resumed" ? "sending…" : "queued";
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = text;
+  pending.append(label, body);
+  outbox.append(pending);
+  try {
+    await room.publish({ text }, { timeout: PUBLISH_TIMEOUT });
+    pending.remove();
+  } catch (err) {
+    pending.classList.add("failed");
+    label.textContent =
+      err.code === "disconnected" ? "not confirmed: the connection was lost" : `not sent: ${err.message}`;
+  }
+}
+
+function join(name, roomName) {
+  client = new Roomcast({ name, token: new URLSearchParams(location.hash.slice(1)).get("token") });
+  client.on("state", setStatus);
+  room = client.room(roomName);
+  room.on("message", show);
+  room.on("join", (notice) => {
+    members.set(notice.conn, notice.user);
+    drawPresence();
+  });
+  room.on("leave", (notice) => {
+    members.delete(notice.conn);
+    drawPresence();
+  });
+  room.on("reset", (notice) => reload(notice));
+  room.on("subscribed", (result) => {
+    // Presence notices are not replayed: ask again after every (re)subscribe.
+    refreshPresence();
+    if (!result.recovered) reload(result); // first join, or a gap that could not be filled
+  });
+  room.subscribe().catch((err) => {
+    const error = $("join-error");
+    error.textContent = `could not join ${roomName}: ${err.message}`;
+    error.hidden = false;
+    joinForm.hidden = false;
+    document.querySelector("main.room").hidden = true;
+    if (client.state !== "failed") client.close(); // else the status says why it gave up
+  });
+  document.title = `${roomName} · roomcast chat`;
+  document.querySelector(".bar h1").textContent = roomName;
+  joinForm.hidden = true;
+  document.querySelector("main.room").hidden = false;
+  $("message-input").focus();
+}
+
+joinForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = $("name-input").value.trim();
+  const roomName = $("room-input").value.trim();
+  if (name && roomName) join(name, roomName);
+});
+
+composeForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = $("message-input");
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  send(text);
+});
+
+olderButton.addEventListener("click", loadOlder);
+list.addEventListener("scroll", () => {
+  if (list.scrollTop < 20) loadOlder();
+});
+
+const params = new URLSearchParams(location.search);
+if (params.get("name")) $("name-input").value = params.get("name");
+if (params.get("room")) $("room-input").value = params.get("room");
+$("name-input").focus();
