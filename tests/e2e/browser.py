@@ -42,8 +42,11 @@ def screenshot_dir() -> Path:
     return Path(os.environ.get("ROOMCAST_SCREENSHOTS") or ROOT / "artifacts" / "screenshots")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser per module. Not per session: while playwright's sync API is
+    open it keeps an event loop running in this thread, and the async tests of
+    other modules could not start theirs."""
     path = chromium_path()
     require(path is not None, "chromium (apt-get install chromium)")
     try:

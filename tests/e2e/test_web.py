@@ -375,3 +375,28 @@ def test_roomcast_js_requests_errors_queue_and_dead_connections(
     page.wait_for_function("() => client.state === 'resumed'", timeout=20_000)
     assert page.evaluate("() => window.away")["offset"] == 2
     assert pages.errors == []
+
+
+def test_the_chat_works_from_the_keyboard_alone_on_a_phone_sized_screen(
+    server_factory: ServerFactory, pages: Pages
+) -> None:
+    server = server_factory()
+    page = pages.open(f"{server.http}/chat", "phone")
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.keyboard.type("ann")  # the name field has the focus on load
+    page.keyboard.press("Tab")
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("chat:mobile")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the Join button
+    wait_state(page, "connected")
+    page.keyboard.type("typed, not clicked")  # the message field has the focus now
+    page.keyboard.press("Enter")
+    wait_texts(page, ["typed, not clicked"])
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    conversation = page.locator(".conversation").bounding_box()
+    people = page.locator(".people").bounding_box()
+    assert conversation is not None
+    assert people is not None
+    assert people["y"] >= conversation["y"] + conversation["height"]  # stacked, not squeezed
+    assert pages.errors == []
