@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, FastAPI
 
 from . import __version__
-from .api import health, messages, realtime, rooms
+from .api import health, messages, metrics, realtime, rooms
 from .api.errors import install_error_handlers
 from .api.web import default_web_dir, web_router
 from .auth import Authority
@@ -104,6 +104,9 @@ class Roomcast:
         self.router.include_router(rooms.router)
         self.router.include_router(messages.router)
         self.router.include_router(health.router)
+        self.metrics = metrics.metrics_registry(self.hub)
+        if settings.metrics:
+            self.router.include_router(metrics.router)
         if settings.web:
             self.router.include_router(web_router(settings.web_dir or default_web_dir()))
 

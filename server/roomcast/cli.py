@@ -4,26 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from . import __version__
+from .logs import log_config
 from .settings import MIN_HS256_SECRET, Settings
 
 __all__ = ["main", "uvicorn_config_kwargs"]
-
-
-def log_config(settings: Settings) -> dict[str, Any]:
-    """uvicorn's logging setup, plus roomcast's own loggers at the same level."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
-    config["loggers"]["roomcast"] = {"handlers": ["default"], "level": level, "propagate": False}
-    return config
 
 
 def check_serve_settings(settings: Settings) -> None:
@@ -52,6 +41,8 @@ def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
         "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "timeout_graceful_shutdown": settings.graceful_shutdown_timeout,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 

@@ -203,6 +203,18 @@ class Settings(BaseSettings):
     redis_backoff_cap: Positive = 2.0
     """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""
 
+    # -- observability (docs/deploy.md) ---------------------------------------------
+    metrics: bool = True
+    """Serve ``/metrics`` (Prometheus text format) for this process."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line (uvicorn's and roomcast's), with the
+    connection id and other fields as keys."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Addresses (comma-separated, or ``*``) of proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed: the client address then comes from them
+    (logs, ``max_connections_per_ip``). ``*`` only where nothing but the proxy can
+    reach the server."""
+
     # -- browser pages (web/: roomcast.js, /chat, /dashboard) -----------------------
     web: bool = True
     """Serve the browser client and its pages: ``/``, ``/chat``, ``/dashboard``,

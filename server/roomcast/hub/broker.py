@@ -113,6 +113,11 @@ class Broker(abc.ABC):
         """Whether the broker can serve requests now (for /readyz)."""
         return True
 
+    @property
+    def reconnects(self) -> int:
+        """Times the broker's connection was lost and made again (for /metrics)."""
+        return 0
+
     @abc.abstractmethod
     async def publish(
         self, room: str, data: bytes, sender: str, *, history_size: int | None = None

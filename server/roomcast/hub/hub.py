@@ -40,6 +40,7 @@ from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
 from .local_room import LocalRoom, Pending, frame_for, reached
 from .publishing import DurableNotPersisted, submit_publish
+from .stats import STATS
 from .subscriber import Subscriber
 
 __all__ = ["DurableNotPersisted", "Hub"]
@@ -109,7 +110,7 @@ class Hub:
             if sub.sending and sub.pops == sub.watched_pops:
                 sub.stalls += 1
                 if sub.stalls == 2:
-                    sub.evict()
+                    sub.evict("send_timeout")
                     evicted += 1
             else:
                 sub.stalls = 0
@@ -129,6 +130,15 @@ class Hub:
     @property
     def connections(self) -> int:
         return len(self._subscribers)
+
+    def census(self) -> tuple[int, int, int, int]:
+        """(WebSocket connections, SSE streams, subscriptions, rooms) of this process,
+        counted now (for /metrics)."""
+        sse = subscriptions = 0
+        for sub in self._subscribers:
+            sse += sub.sse
+            subscriptions += len(sub.rooms)
+        return len(self._subscribers) - sse, sse, subscriptions, len(self._rooms)
 
     def local_subscribers(self, room: str) -> int:
         local = self._rooms.get(room)
@@ -153,7 +163,7 @@ class Hub:
             except TimeoutError:
                 if attempt == 0:
                     for sub in list(self._subscribers):
-                        sub.evict()
+                        sub.evict("shutdown")
         return False
 
     # -- fan-out (BrokerSink) -------------------------------------------------------
@@ -179,6 +189,8 @@ class Hub:
         local = self._rooms.get(event.room)
         if local is None:
             return
+        STATS.observe_latency(time.time() - event.ts)
+        STATS.delivered += len(local.live) + len(local.live_sse)
         if local.live:
             self._offer_live(local.live, event)
         if local.live_sse:
@@ -275,6 +287,7 @@ class Hub:
         on_ready(recovery)
         pending.until = recovery.events[-1].position if recovery.events else recovery.position
         self._flush(sub, pending, [frame_for(event, sub) for event in recovery.events])
+        STATS.replayed += len(recovery.events)
         live = self.broker.live_position(room)
         if live is None or reached(live, pending.until):
             del local.pending[sub]

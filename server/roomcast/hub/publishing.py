@@ -14,6 +14,7 @@ import logging
 from ..protocol.events import Event
 from .archive import Archive, ArchiveUnavailable
 from .broker import Broker
+from .stats import count_published
 
 __all__ = ["DurableNotPersisted", "submit_publish"]
 
@@ -43,6 +44,7 @@ async def submit_publish(
             raise ArchiveUnavailable("the archive is unavailable")
     history_size = None if options is None else options.history_size
     accepted = broker.enqueue_publish(room, data, sender, history_size=history_size)
+    count_published(accepted)
     if not persist:
         return accepted
     assert archive is not None

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..protocol.codes import CloseCode
+from .stats import STATS, EvictionReason
 
 __all__ = ["DirectWrite", "Framed", "Subscriber"]
 
@@ -182,11 +183,15 @@ class Subscriber:
         for item in corked:
             self.offer(item.frame)
 
-    def evict(self) -> None:
+    def evict(self, reason: EvictionReason = "outbox_full") -> None:
         """Close as a slow consumer (3001, unless already closing with another
-        code): drop the outbox and stop the writer, once."""
+        code): drop the outbox and stop the writer, once. ``reason`` is counted
+        for /metrics (hub/stats.py)."""
+        was_open = self.close_code is None
         self.close(CloseCode.SLOW_CONSUMER, discard=True)
         hook, self.on_evict = self.on_evict, None
+        if hook is not None or was_open:
+            STATS.evicted(reason)
         if hook is not None:
             hook()
 

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -201,6 +202,9 @@ async def serve_websocket(
     session = Session(session_limits(settings), sub.rooms)
     sub.direct = (ws.scope.get("extensions") or {}).get(DIRECT)  # under roomcast's protocol
     hub.register(sub)
+    opened = time.monotonic()
+    peer = f"{ws.client.host}:{ws.client.port}" if ws.client else None
+    log.info("connection %s opened from %s", sub.conn_id, peer, extra={"conn": sub.conn_id})
     reader = asyncio.current_task()
     assert reader is not None
     writer = asyncio.create_task(_write(ws, sub), name=f"roomcast-writer-{sub.conn_id}")
@@ -235,3 +239,9 @@ async def serve_websocket(
         sub.on_evict = None
         client.release()
         await hub.disconnect(sub)
+        code = None if sub.peer_gone or sub.close_code is None else int(sub.close_code)
+        log.info(
+            "connection %s closed (%s)", sub.conn_id, "by the peer" if code is None else code,
+            extra={"conn": sub.conn_id, "user": sub.user, "code": code,
+                   "seconds": round(time.monotonic() - opened, 3)},
+        )  # fmt: skip
