@@ -316,6 +316,31 @@ def test_demo_feed_gives_a_fresh_dashboard_something_to_show(
     assert pages.errors == []
 
 
+def test_the_dashboard_watches_several_feeds_on_one_stream(
+    server_factory: ServerFactory, pages: Pages
+) -> None:
+    server = server_factory()
+    page = pages.open(f"{server.http}/dashboard?rooms=feed:a,feed:b", "two feeds")
+    wait_state(page, "connected")
+    feed = subprocess.run(
+        [sys.executable, "-m", "roomcast", "demo-feed", "--url", server.http,
+         "--room", "feed:a", "--room", "feed:b", "--count", "4", "--interval", "0.05"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert feed.returncode == 0, feed.stderr
+    wait_for(
+        page,
+        """() => [...document.querySelectorAll('[data-testid=feed]')]
+            .every(f => f.dataset.count === '4')""",
+    )
+    cards = page.eval_on_selector_all('[data-testid="feed"]', "els => els.map(e => e.dataset.room)")
+    assert cards == ["feed:a", "feed:b"]
+    for room in cards:
+        assert feed_state(page, room) == {"offset": 4, "count": 4, "gaps": 0}
+    assert page.locator('[data-testid="chart"]').count() == 2
+    assert pages.errors == []
+
+
 LIBRARY_SCRIPT = """async () => {
     const { Roomcast } = await import('/roomcast.js');
     const codeOf = (promise) => promise.then(() => 'ok', (err) => err.code);

@@ -132,8 +132,7 @@ class Hub:
         return len(self._subscribers)
 
     def census(self) -> tuple[int, int, int, int]:
-        """(WebSocket connections, SSE streams, subscriptions, rooms) of this process,
-        counted now (for /metrics)."""
+        """(WebSocket connections, SSE streams, subscriptions, rooms), for /metrics."""
         sse = subscriptions = 0
         for sub in self._subscribers:
             sse += sub.sse
