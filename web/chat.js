@@ -34,7 +34,7 @@ function setStatus({ state, code, reason, delay }) {
   status.dataset.state = state;
   let text = STATES[state] || state;
   if (state === "reconnecting" && delay !== undefined) text += ` (in ${(delay / 1000).toFixed(1)} s)`;
-  if (state === "failed" && code) text += `: ${reason || "closed"} (${code})`;
+  if (state === "failed") text += `: ${reason || "closed"}${code ? ` (${code})` : ""}`;
   status.textContent = text;
   composeForm.classList.toggle("offline", state !== "connected" && state !== "resumed");
 }

@@ -171,7 +171,8 @@ function draw() {
 function setStatus({ state, code, reason }) {
   const status = $("status");
   status.dataset.state = state;
-  status.textContent = (STATES[state] || state) + (state === "failed" && code ? `: ${reason} (${code})` : "");
+  const why = state === "failed" ? `: ${reason || "closed"}${code ? ` (${code})` : ""}` : "";
+  status.textContent = (STATES[state] || state) + why;
 }
 
 function watch(rooms, name) {

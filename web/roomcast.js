@@ -165,7 +165,8 @@ export class Room extends Emitter {
     this._emit("subscribed", { ...result, since });
   }
 
-  _refused(err) {
+  _refused(err, { quiet = false } = {}) {
+    if (!quiet && this.wanted && !this._settle) this._emit("error", err); // a resubscribe was refused
     this.wanted = false;
     this._settle?.reject(err);
     this._settle = null;
@@ -328,8 +329,10 @@ export class Roomcast extends Emitter {
 
   async _connected(reply) {
     if (!reply.ok) {
-      // The server closes the connection after a refused connect; the close says why.
+      // A refused token closes the connection (the close code says why); any other
+      // refusal (e.g. a name the server does not take) would be refused again.
       this.lastError = reply.error;
+      this._stop("failed", { code: null, reason: reply.error.message, error: reply.error.code });
       return;
     }
     const resuming = this._everConnected;
@@ -418,13 +421,13 @@ export class Roomcast extends Emitter {
     this._ready = false;
     this._setState(state, detail);
     if (ws && ws.readyState <= 1) ws.close(1000);
-    const why =
-      state === "failed" ? `gave up: ${detail.reason || "closed"} (${detail.code})` : "closed by the client";
+    const code = detail.code ? ` (${detail.code})` : "";
+    const why = state === "failed" ? `gave up: ${detail.reason || "closed"}${code}` : "closed by the client";
     for (const request of [...this._pending.values(), ...this._waiting]) {
       this._forget(request);
       request.reject(new RoomcastError("closed", why));
     }
-    for (const room of this.rooms.values()) room._refused(new RoomcastError("closed", why));
+    for (const room of this.rooms.values()) room._refused(new RoomcastError("closed", why), { quiet: true });
   }
 
   _setState(state, detail = {}) {
@@ -500,6 +503,7 @@ export class FeedStream extends Emitter {
     this._timer = null;
     this._subscribedSeen = 0;
     this._recovered = true;
+    this._lastClose = null;
     this._open();
   }
 
@@ -537,6 +541,7 @@ export class FeedStream extends Emitter {
     });
     on("close", (close) => {
       // The server ends the stream; EventSource reconnects unless told not to.
+      this._lastClose = close.code;
       if (!shouldReconnect(close.code)) {
         this._fail(close);
       } else {
@@ -552,8 +557,13 @@ export class FeedStream extends Emitter {
         this._setState("reconnecting", { reason: "stream lost" });
         return;
       }
-      // Closed for good by the browser (a status other than 200): open anew.
+      // Closed for good by the browser (a status other than 200): open anew, unless
+      // the token it has expired (the same token would be refused again).
       source.close();
+      if (this._lastClose === TOKEN_EXPIRED && this.options.token) {
+        this._fail({ code: TOKEN_EXPIRED, reason: "token expired" });
+        return;
+      }
       if (this._attempt >= this.options.maxRetries) {
         this._fail({ code: 1006, reason: "gave up" });
         return;

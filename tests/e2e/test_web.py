@@ -365,7 +365,14 @@ LIBRARY_SCRIPT = """async () => {
         denied: await codeOf(client.room('chat:lib').history({ limit: 5000 })),
         published: await room.publish({ n: 1 }),
     };
-    return { local, server, subscribed, user: client.info.user };
+    const refusedStates = [];
+    const refused = new Roomcast({ name: 'x'.repeat(65) });  // over the protocol's 64
+    refused.on('state', (s) => refusedStates.push(s));
+    const refusedJoin = await codeOf(refused.room('chat:lib').subscribe());
+    return {
+        local, server, subscribed, user: client.info.user,
+        refused: { join: refusedJoin, last: refusedStates[refusedStates.length - 1] },
+    };
 }"""
 
 
@@ -385,6 +392,10 @@ def test_roomcast_js_requests_errors_queue_and_dead_connections(
     assert got["server"]["published"]["offset"] == 1
     assert got["subscribed"]["recovered"] is False
     assert got["user"] == "lib"
+    # A connect the server refuses (here: a name over 64 characters) is not retried.
+    assert got["refused"]["join"] == "closed"
+    assert got["refused"]["last"]["state"] == "failed"
+    assert got["refused"]["last"]["error"] == "bad_request"
 
     server.process.send_signal(signal.SIGSTOP)
     try:
