@@ -72,7 +72,7 @@ class NginxServer:
 
     def start(self) -> NginxServer:
         self._write()
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # O_APPEND: nginx writes it through two fds
             self.process = subprocess.Popen(
                 nginx_command(self.folder, self.conf), stdout=log, stderr=subprocess.STDOUT
             )

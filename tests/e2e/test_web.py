@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,7 +19,8 @@ from roomcast.auth.tokens import issue_token
 from roomcast.protocol.codes import should_reconnect
 
 from ..auth.keys import SECRET
-from ..conftest import ServerProcess
+from ..conftest import ServerProcess, require
+from ..nginx_server import NginxServer, nginx_binary
 from .browser import Pages, browser, offsets, pages, texts, wait_state
 
 if TYPE_CHECKING:
@@ -435,4 +437,42 @@ def test_the_chat_works_from_the_keyboard_alone_on_a_phone_sized_screen(
     assert conversation is not None
     assert people is not None
     assert people["y"] >= conversation["y"] + conversation["height"]  # stacked, not squeezed
+    assert pages.errors == []
+
+
+def test_the_dashboard_reopens_its_stream_after_a_proxy_error(
+    server_factory: ServerFactory, pages: Pages, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Through nginx with both replicas down, the stream's request gets a 502: the
+    browser's EventSource gives up for good on a status other than 200, and
+    FeedStream opens a new stream from the last id it saw once a replica is back."""
+    require(nginx_binary() is not None, "nginx (apt-get install nginx-light)")
+    shared = {"redis_url": redis_server.url, "redis_prefix": f"web{uuid.uuid4().hex[:8]}"}
+    replicas = [server_factory(**shared), server_factory(**shared)]
+    front = NginxServer(tmp_path / "nginx", [s.port for s in replicas]).start()
+    try:
+        room = "feed:proxy"
+        page = pages.open(f"{front.http}/dashboard?rooms={room}", "dashboard")
+        wait_state(page, "connected")
+        for n in range(1, 4):
+            publish(replicas[0], room, {"n": n})
+        count_is = "n => +document.querySelector('[data-testid=feed]').dataset.count === n"
+        wait_for(page, count_is, 3)
+
+        for server in replicas:
+            server.stop(signal.SIGTERM)
+        page.wait_for_function(
+            "() => window.roomcastFeed.state === 'reconnecting'"
+            " && window.roomcastFeed._source.readyState === EventSource.CLOSED",
+            timeout=20_000,
+        )  # a 502 from nginx: the browser itself will not retry
+        back = server_factory(listen_port=replicas[1].port, **shared)
+        for n in range(4, 7):
+            publish(back, room, {"n": n})
+        wait_state(page, "resumed", timeout=30_000)
+        wait_for(page, count_is, 6)
+        assert feed_state(page, room) == {"offset": 6, "count": 6, "gaps": 0}
+        assert " 502 " in front.log()
+    finally:
+        front.stop()
     assert pages.errors == []
