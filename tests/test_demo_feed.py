@@ -17,7 +17,7 @@ import pytest
 
 from roomcast.auth.tokens import issue_token
 
-from .conftest import ServerProcess, free_port, start_server
+from .conftest import ServerProcess, start_server
 from .test_layers import PKG, imports_of
 
 ServerFactory = Callable[..., ServerProcess]
@@ -161,42 +161,6 @@ def test_credentials_when_the_server_requires_them(server_factory: ServerFactory
         assert_metrics(event["data"])
 
 
-def serve_on(tmp_path: Path, port: int) -> ServerProcess:
-    """`roomcast serve --port PORT` with its own SQLite file (conftest.start_server
-    picks a free port itself); waits until /healthz answers."""
-    folder = tmp_path / f"serve-{time.monotonic_ns()}"
-    folder.mkdir()
-    env = clean_env(
-        {
-            "ROOMCAST_LOG_LEVEL": "warning",
-            "ROOMCAST_DATABASE_URL": f"sqlite+aiosqlite:///{folder}/roomcast.db",
-        }
-    )
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "roomcast", "serve", "--port", str(port)],
-            env=env,
-            cwd=folder,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ServerProcess(process, port, log_path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.http}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError(f"server did not start:\n{server.log()}")
-
-
 def wait_for_messages(server: ServerProcess, at_least: int, timeout: float) -> int:
     """How many messages feed:demo holds once it holds ``at_least`` (fails at the deadline)."""
     deadline = time.monotonic() + timeout
@@ -209,10 +173,10 @@ def wait_for_messages(server: ServerProcess, at_least: int, timeout: float) -> i
     pytest.fail(f"feed:demo holds {count} messages after {timeout} s, not {at_least}")
 
 
-def test_it_rides_out_a_server_restart_on_the_same_port(tmp_path: Path) -> None:
-    port = free_port()
-    first = serve_on(tmp_path, port)
-    second: ServerProcess | None = None
+def test_it_rides_out_a_server_restart_on_the_same_port(
+    tmp_path: Path, server_factory: ServerFactory
+) -> None:
+    first = server_factory()
     out, err = tmp_path / "feed.out", tmp_path / "feed.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         feed = subprocess.Popen(
@@ -227,7 +191,7 @@ def test_it_rides_out_a_server_restart_on_the_same_port(tmp_path: Path) -> None:
         first.stop()
         time.sleep(0.5)  # publishes fail meanwhile: nothing listens on the port
         assert feed.poll() is None, err.read_text()
-        second = serve_on(tmp_path, port)
+        second = server_factory(listen_port=first.port)
         before = wait_for_messages(second, 1, timeout=10)  # back within the 5 s backoff cap
         after = wait_for_messages(second, before + 3, timeout=5)  # and publishing again
         assert after > before
@@ -237,9 +201,6 @@ def test_it_rides_out_a_server_restart_on_the_same_port(tmp_path: Path) -> None:
     finally:
         feed.terminate()  # SIGTERM stops it as Ctrl-C does
         code = feed.wait(10)
-        if second is not None:
-            second.stop(signal.SIGKILL)
-        first.stop(signal.SIGKILL)
     assert code == 0
     lines = err.read_text().splitlines()
     assert lines, "the outage is reported on stderr"

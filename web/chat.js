@@ -1,6 +1,6 @@
 // The chat page: one room, its history, who is here, and the connection's state.
 // Everything users wrote is put in the page with textContent, never as HTML.
-import { Roomcast } from "/roomcast.js";
+import { Roomcast, describeState } from "/roomcast.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const joinForm = $("join-form");
@@ -11,15 +11,6 @@ const olderButton = $("load-older");
 const status = $("status");
 const presence = $("presence");
 
-const STATES = {
-  idle: "not connected",
-  connecting: "connecting…",
-  connected: "connected",
-  reconnecting: "reconnecting…",
-  resumed: "resumed",
-  failed: "gave up",
-  closed: "closed",
-};
 const PAGE = 50;
 const PUBLISH_TIMEOUT = 30000; // ms a message may wait for the connection
 
@@ -30,12 +21,10 @@ let hasOlder = false;
 let loadingOlder = false;
 const members = new Map(); // conn -> user
 
-function setStatus({ state, code, reason, delay }) {
+function setStatus(detail) {
+  const { state } = detail;
   status.dataset.state = state;
-  let text = STATES[state] || state;
-  if (state === "reconnecting" && delay !== undefined) text += ` (in ${(delay / 1000).toFixed(1)} s)`;
-  if (state === "failed") text += `: ${reason || "closed"}${code ? ` (${code})` : ""}`;
-  status.textContent = text;
+  status.textContent = describeState(detail);
   composeForm.classList.toggle("offline", state !== "connected" && state !== "resumed");
 }
 

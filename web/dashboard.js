@@ -1,22 +1,13 @@
 // The dashboard: feed rooms over Server-Sent Events, drawn as numbers and a chart.
 // A message's data is an object of numbers (or one number); every number gets a
 // tile, and the chosen tile's series is charted.
-import { FeedStream } from "/roomcast.js";
+import { FeedStream, describeState } from "/roomcast.js";
 
 const $ = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 const SVG = "http://www.w3.org/2000/svg";
 const POINTS = 120;
 const WIDTH = 600;
 const HEIGHT = 200;
-const STATES = {
-  idle: "not connected",
-  connecting: "connecting…",
-  connected: "connected",
-  reconnecting: "reconnecting…",
-  resumed: "resumed",
-  failed: "gave up",
-  closed: "closed",
-};
 
 const feeds = new Map(); // room -> card state
 let stream = null;
@@ -168,11 +159,10 @@ function draw() {
   }
 }
 
-function setStatus({ state, code, reason }) {
+function setStatus(detail) {
   const status = $("status");
-  status.dataset.state = state;
-  const why = state === "failed" ? `: ${reason || "closed"}${code ? ` (${code})` : ""}` : "";
-  status.textContent = (STATES[state] || state) + why;
+  status.dataset.state = detail.state;
+  status.textContent = describeState(detail);
 }
 
 function watch(rooms, name) {

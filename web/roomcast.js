@@ -27,6 +27,25 @@ export function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) 
   return Math.floor(random() * ceiling);
 }
 
+const STATE_TEXT = {
+  idle: "not connected",
+  connecting: "connecting…",
+  connected: "connected",
+  reconnecting: "reconnecting…",
+  resumed: "resumed",
+  failed: "gave up",
+  closed: "closed",
+};
+
+/** A connection state (the `state` event of `Roomcast` and `FeedStream`) in words,
+ * for a status indicator: "reconnecting… (in 1.2 s)", "gave up: token expired (3003)". */
+export function describeState({ state, code, reason, delay }) {
+  let text = STATE_TEXT[state] || state;
+  if (state === "reconnecting" && delay !== undefined) text += ` (in ${(delay / 1000).toFixed(1)} s)`;
+  if (state === "failed") text += `: ${reason || "closed"}${code ? ` (${code})` : ""}`;
+  return text;
+}
+
 /** A refused request (`code` from the protocol's error table), or one the
  * client gave up on: `timeout`, `disconnected` (sent, but the connection was
  * lost before the reply: it may or may not have taken effect), `closed`
