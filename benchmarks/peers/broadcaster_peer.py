@@ -43,6 +43,7 @@ import anyio
 import uvicorn
 from broadcaster import Broadcast
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from uvicorn_settings import WS_SETTINGS  # benchmarks/peers/uvicorn_settings.py
 
 READY = '{"type":"ready"}'
 CHANNEL = "bench"
@@ -113,10 +114,7 @@ def main() -> None:
         port=args.port,
         log_level=args.log_level,
         lifespan="on",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        **WS_SETTINGS,
     )
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import socketio
 import uvicorn
+from uvicorn_settings import WS_SETTINGS  # benchmarks/peers/uvicorn_settings.py
 
 ROOM = "bench"
 URL_ENV = "SOCKETIO_PEER_REDIS_URL"
@@ -94,10 +95,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        **WS_SETTINGS,
     )
 
 

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI, Request
 from sse_starlette import EventSourceResponse
+from uvicorn_settings import WS_SETTINGS  # benchmarks/peers/uvicorn_settings.py
 
 READY = '{"type":"ready"}'
 DEFAULT_QUEUE_SIZE = 1000
@@ -99,10 +100,7 @@ def main() -> None:
         port=args.port,
         log_level=args.log_level,
         lifespan="off",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        **WS_SETTINGS,
     )
 
 

@@ -22,6 +22,7 @@ import argparse
 
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from uvicorn_settings import WS_SETTINGS  # benchmarks/peers/uvicorn_settings.py
 
 READY = '{"type":"ready"}'
 
@@ -72,10 +73,7 @@ def main() -> None:
         port=args.port,
         log_level=args.log_level,
         lifespan="off",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        **WS_SETTINGS,
     )
 
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .bench.config import positive_int
 from .logs import log_config
 from .settings import MIN_HS256_SECRET, Settings
 
@@ -138,16 +139,6 @@ client_publish=false takes API keys only.
 Server unreachable, 5xx or 429: one line on stderr, then it backs off (up to 5 s) and
 retries until the server is back. 401, 403 or another 4xx: exit status 2. Ctrl-C or
 SIGTERM: exit status 0."""
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def room_name(text: str) -> str:

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PROTOCOLS", "SCENARIOS", "BenchConfig", "build_parser", "parse_config"]
+__all__ = [
+    "PROTOCOLS", "SCENARIOS", "BenchConfig", "build_parser", "parse_config", "positive_int",
+]  # fmt: skip
 
 SCENARIOS = ("fanout", "rooms", "connect", "idle", "sse")
 PROTOCOLS = ("roomcast", "broadcast", "socketio")
@@ -97,7 +99,8 @@ class BenchConfig:
         return config
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (also used by ``roomcast demo-feed``)."""
     try:
         value = int(text)
     except ValueError:
@@ -147,14 +150,14 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
     add("--warmup", type=_seconds, default=1.0, help="unmeasured seconds first (default 1)")
     add(
         "--subscribers",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="connections (default 1000; rooms: --rooms x --members)",
     )
-    add("--processes", type=_positive_int, help="client processes (default: CPU count)")
+    add("--processes", type=positive_int, help="client processes (default: CPU count)")
     add(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="connections opening at once, over all processes (default 64)",
     )
@@ -176,12 +179,12 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
             type=_seconds,
             help=f"publishes/s{per}; 0: as fast as acks allow (default {DEFAULT_RATE[scenario]:g})",
         )
-        add("--window", type=_positive_int, default=16, help="unacked publishes at most (16)")
+        add("--window", type=positive_int, default=16, help="unacked publishes at most (16)")
         add("--payload-bytes", type=int, default=100, help="bytes of JSON data (default 100)")
         add("--grace", type=_seconds, default=5.0, help="seconds to wait for late deliveries")
     if scenario == "rooms":
-        add("--rooms", type=_positive_int, default=100, help="rooms (default 100)")
-        add("--members", type=_positive_int, default=10, help="members per room (default 10)")
+        add("--rooms", type=positive_int, default=100, help="rooms (default 100)")
+        add("--members", type=positive_int, default=10, help="members per room (default 10)")
 
 
 DESCRIPTIONS = {

@@ -53,27 +53,49 @@ def encode_event_frame(
     ).decode()
 
 
-class Event:
+class _Encoded:
+    """What Event and Notice share: a text ``frame`` each builds once, and the
+    forms derived from it, cached the same way."""
+
+    __slots__ = ("_frame", "_sse", "_wire")
+
+    def __init__(self) -> None:
+        self._frame: str | None = None
+        self._sse: str | None = None
+        self._wire: bytes | None = None
+
+    @property
+    def frame(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def wire(self) -> bytes:
+        """``frame`` as a complete WebSocket frame (wsframe.py), built once."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = text_frame(self.frame.encode())
+        return wire
+
+
+class Event(_Encoded):
     """One published message at its position in a room.
 
     Immutable by convention; brokers create it, the hub and transports only
     read it. ``frame`` is the encoded text frame, built once and cached.
     """
 
-    __slots__ = ("_frame", "_sse", "_wire", "data", "epoch", "offset", "room", "sender", "ts")
+    __slots__ = ("data", "epoch", "offset", "room", "sender", "ts")
 
     def __init__(
         self, room: str, epoch: str, offset: int, data: bytes, sender: str, ts: float
     ) -> None:
+        super().__init__()
         self.room = room
         self.epoch = epoch
         self.offset = offset
         self.data = data
         self.sender = sender
         self.ts = ts
-        self._frame: str | None = None
-        self._sse: str | None = None
-        self._wire: bytes | None = None
 
     @property
     def position(self) -> Position:
@@ -87,14 +109,6 @@ class Event:
                 self.room, self.epoch, self.offset, self.data, self.sender, self.ts
             )
         return frame
-
-    @property
-    def wire(self) -> bytes:
-        """``frame`` as a complete WebSocket frame (wsframe.py), built once."""
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = text_frame(self.frame.encode())
-        return wire
 
     @property
     def sse(self) -> str:
@@ -122,18 +136,16 @@ class Event:
         return f"Event({self.room!r}, {self.epoch!r}, {self.offset})"
 
 
-class Notice:
+class Notice(_Encoded):
     """An event without a position: ``{"type": kind, "room": room, **fields}``."""
 
-    __slots__ = ("_frame", "_sse", "_wire", "fields", "kind", "room")
+    __slots__ = ("fields", "kind", "room")
 
     def __init__(self, kind: str, room: str, fields: dict[str, Any]) -> None:
+        super().__init__()
         self.kind = kind
         self.room = room
         self.fields = fields
-        self._frame: str | None = None
-        self._sse: str | None = None
-        self._wire: bytes | None = None
 
     @property
     def frame(self) -> str:
@@ -143,14 +155,6 @@ class Notice:
                 {"type": self.kind, "room": self.room, **self.fields}
             ).decode()
         return frame
-
-    @property
-    def wire(self) -> bytes:
-        """``frame`` as a complete WebSocket frame (wsframe.py), built once."""
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = text_frame(self.frame.encode())
-        return wire
 
     @property
     def sse(self) -> str:
