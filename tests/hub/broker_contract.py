@@ -1,15 +1,22 @@
 """The contract every Broker must meet. Subclass it with a ``make_broker`` fixture.
 
 class TestMyBroker(BrokerContract):
+    shares_control = True  # brokers made in one namespace are one deployment
+
     @pytest.fixture
     async def make_broker(self):
-        async with started_brokers(lambda history_size: MyBroker(...)) as make:
+        async with started_brokers(lambda history_size, namespace: MyBroker(...)) as make:
             yield make
+
+``namespace`` ("" unless a test asks for another) separates deployments: brokers
+made with the same one are processes of one deployment (Redis: one prefix).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -26,6 +33,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.notices: list[Notice] = []
+        self.controls: list[dict[str, object]] = []
 
     def deliver(self, event: Event) -> None:
         self.events.append(event)
@@ -33,14 +41,18 @@ class RecordingSink:
     def deliver_notice(self, notice: Notice) -> None:
         self.notices.append(notice)
 
+    def deliver_control(self, message: dict[str, object]) -> None:
+        self.controls.append(message)
+
 
 @contextlib.asynccontextmanager
-async def started_brokers(build: Callable[[int], Broker]) -> AsyncIterator[MakeBroker]:
-    """A ``make_broker`` factory: builds, binds and starts brokers; stops them after."""
+async def started_brokers(build: Callable[[int, str], Broker]) -> AsyncIterator[MakeBroker]:
+    """A ``make_broker`` factory: builds (``build(history_size, namespace)``), binds
+    and starts brokers; stops them after."""
     started: list[Broker] = []
 
-    async def make(sink: BrokerSink, history_size: int = 100) -> Broker:
-        broker = build(history_size)
+    async def make(sink: BrokerSink, history_size: int = 100, namespace: str = "") -> Broker:
+        broker = build(history_size, namespace)
         broker.bind(sink)
         await broker.start()
         assert broker.ready
@@ -65,6 +77,10 @@ async def publish_n(broker: Broker, room: str, n: int) -> list[Event]:
 
 
 class BrokerContract:
+    shares_control = False
+    """Whether brokers made in one namespace reach each other (several processes of
+    one deployment); a memory broker is a deployment of its own."""
+
     @pytest.fixture
     def make_broker(self) -> MakeBroker:
         raise NotImplementedError
@@ -263,11 +279,54 @@ class BrokerContract:
         assert [(n.kind, n.room) for n in sink.notices] == [("join", "r")]
         assert [e.offset for e in (await broker.history("r", limit=10, before=None)).events] == [1]
 
+    async def test_a_control_message_reaches_its_own_process_before_publish_control_returns(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.publish_control({"op": "test", "n": 1, "user": "ünï"})
+        assert sink.controls == [{"op": "test", "n": 1, "user": "ünï"}]
+        assert (sink.events, sink.notices) == ([], [])  # in no room
+
+    async def test_a_control_message_reaches_every_process_of_the_deployment_once(
+        self, make_broker: MakeBroker
+    ) -> None:
+        a, a_sink = await bound(make_broker)
+        b, b_sink = await bound(make_broker)
+        await a.publish_control({"n": 1})
+        await b.publish_control({"n": 2})  # after 1 on the way: arrives after any copy of 1
+        await a.publish_control({"n": 3})  # ...and this after any copy of 2
+        if not self.shares_control:
+            assert (a_sink.controls, b_sink.controls) == ([{"n": 1}, {"n": 3}], [{"n": 2}])
+            return
+        await controls_have(a_sink, 3)
+        await controls_have(b_sink, 3)
+        for sink in (a_sink, b_sink):
+            assert Counter(c["n"] for c in sink.controls) == {1: 1, 2: 1, 3: 1}
+            assert (sink.events, sink.notices) == ([], [])
+
+    async def test_a_control_message_does_not_reach_another_deployment(
+        self, make_broker: MakeBroker
+    ) -> None:
+        a, a_sink = await bound(make_broker)
+        _, other_sink = await bound(make_broker, namespace="other")
+        await a.publish_control({"n": 1})
+        if self.shares_control:
+            marker, _ = await bound(make_broker, namespace="other")
+            await marker.publish_control({"n": 2})  # arrives after 1 would have
+            await controls_have(other_sink, 1)
+        assert other_sink.controls == ([{"n": 2}] if self.shares_control else [])
+        assert a_sink.controls == [{"n": 1}]
+
 
 async def sink_has(sink: RecordingSink, count: int, timeout: float = 5.0) -> None:
     """Wait until ``sink`` holds ``count`` events (brokers may deliver asynchronously)."""
-    import asyncio
-
     async with asyncio.timeout(timeout):
         while len(sink.events) < count:
+            await asyncio.sleep(0.01)
+
+
+async def controls_have(sink: RecordingSink, count: int, timeout: float = 5.0) -> None:
+    """Wait until ``sink`` holds ``count`` control messages."""
+    async with asyncio.timeout(timeout):
+        while len(sink.controls) < count:
             await asyncio.sleep(0.01)

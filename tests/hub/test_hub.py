@@ -52,6 +52,9 @@ class LaggingMemoryBroker(YieldingMemoryBroker):
             def deliver_notice(_, notice: Notice) -> None:
                 sink.deliver_notice(notice)
 
+            def deliver_control(_, message: dict[str, object]) -> None:
+                sink.deliver_control(message)
+
         self._real_sink = sink
         super().bind(Deferred())
 

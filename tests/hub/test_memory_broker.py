@@ -23,7 +23,7 @@ from .broker_contract import (
 class TestMemoryBrokerContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self) -> AsyncIterator[MakeBroker]:
-        async with started_brokers(lambda size: MemoryBroker(history_size=size)) as make:
+        async with started_brokers(lambda size, _: MemoryBroker(history_size=size)) as make:
             yield make
 
 
@@ -37,7 +37,7 @@ class SerialMemoryBroker(MemoryBroker):
 class TestDefaultEnqueuePublishContract(BrokerContract):
     @pytest.fixture
     async def make_broker(self) -> AsyncIterator[MakeBroker]:
-        async with started_brokers(lambda size: SerialMemoryBroker(history_size=size)) as make:
+        async with started_brokers(lambda size, _: SerialMemoryBroker(history_size=size)) as make:
             yield make
 
 

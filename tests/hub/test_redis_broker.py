@@ -29,31 +29,41 @@ def prefix() -> str:
 
 
 class TestRedisBrokerContract(BrokerContract):
+    shares_control = True
+
     @pytest.fixture
     async def make_broker(self, redis_server: RedisServer) -> AsyncIterator[MakeBroker]:
         p = prefix()
         async with started_brokers(
-            lambda size: RedisBroker(redis_server.url, history_size=size, prefix=p)
+            lambda size, ns: RedisBroker(redis_server.url, history_size=size, prefix=p + ns)
         ) as make:
             yield make
 
 
 class TestShardedRedisBrokerContract(BrokerContract):
+    shares_control = True
+
     @pytest.fixture
     async def make_broker(self, redis_server: RedisServer) -> AsyncIterator[MakeBroker]:
         p = prefix()
         async with started_brokers(
-            lambda size: RedisBroker(redis_server.url, history_size=size, prefix=p, sharded=True)
+            lambda size, ns: RedisBroker(
+                redis_server.url, history_size=size, prefix=p + ns, sharded=True
+            )
         ) as make:
             yield make
 
 
 class TestRedisClusterBrokerContract(BrokerContract):
+    shares_control = True
+
     @pytest.fixture
     async def make_broker(self, redis_cluster: RedisCluster) -> AsyncIterator[MakeBroker]:
         p = prefix()
         async with started_brokers(
-            lambda size: RedisBroker(redis_cluster.url, history_size=size, prefix=p, cluster=True)
+            lambda size, ns: RedisBroker(
+                redis_cluster.url, history_size=size, prefix=p + ns, cluster=True
+            )
         ) as make:
             yield make
 
@@ -189,3 +199,37 @@ async def test_when_redis_is_gone_every_queued_publish_fails_and_later_ones_go_t
     finally:
         await broker.stop()
         server.stop()
+
+
+async def test_the_control_channel_is_subscribed_again_after_a_pubsub_reconnect_and_is_no_room(
+    own_redis: RedisServer,
+) -> None:
+    p = prefix()
+    sink = RecordingSink()
+    reader = RedisBroker(own_redis.url, prefix=p, ping_interval=0.5)
+    writer = RedisBroker(own_redis.url, prefix=p)
+    reader.bind(sink)
+    writer.bind(RecordingSink())
+    await reader.start()
+    await writer.start()
+    try:
+        await reader.subscribe("r")
+        await writer.publish_control({"op": "before"})
+        await writer.publish("r", b"1", "w")
+        await sink_has(sink, 1)
+        await asyncio.to_thread(own_redis.cli, "CLIENT", "KILL", "TYPE", "pubsub")
+        await wait_for(lambda: reader.reconnects >= 1 and reader.ready)
+        await writer.publish("r", b"2", "w")
+        await sink_has(sink, 2)  # resubscribed: the room and the control channel alike
+        await writer.publish_control({"op": "after"})
+        await wait_for(lambda: len(sink.controls) == 2)
+        assert sink.controls == [{"op": "before"}, {"op": "after"}]
+        assert [e.offset for e in sink.events] == [1, 2]
+        assert sink.notices == []  # no reset
+        assert set(reader._drops) == {"r"}  # only the room was held and resynced
+        assert reader._held == {}
+        assert set(reader._delivered) == {"r"}
+        assert await asyncio.to_thread(own_redis.cli, "KEYS", "*control*") == ""
+    finally:
+        await reader.stop()
+        await writer.stop()

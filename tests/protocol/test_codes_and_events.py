@@ -36,6 +36,7 @@ def test_the_documented_numbers_do_not_move() -> None:
         3500,
         3501,
         3502,
+        3503,
     ]
 
 

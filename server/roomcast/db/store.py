@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..hub.archive import ArchiveUnavailable
+from ..protocol.errors import RoomcastError
 from ..protocol.events import Event, Position
 from .engine import json_dumps
 from .models import MessageRecord, RoomRecord
@@ -66,7 +67,7 @@ class DatabaseUnavailable(ArchiveUnavailable):
     outage, without knowing about SQL."""
 
 
-class RoomExists(Exception):
+class RoomExists(RoomcastError):
     """A room with that name already exists."""
 
     def __init__(self, name: str) -> None:

@@ -14,7 +14,9 @@ Contract (tests/hub/broker_contract.py runs it against every broker):
   exactly those events in order with ``recovered=True``;
 * ``history`` pages backwards; ``presence_*`` keep a per-room member list;
 * after ``subscribe(room)`` returns, every later publish to ``room`` reaches
-  the sink; this is what lets the hub hand over from replay to live with no gap.
+  the sink; this is what lets the hub hand over from replay to live with no gap;
+* ``publish_control`` hands a control message to this process's sink before it
+  returns and to every other process's sink on the same broker once, in no room.
 
 Errors: a broker raises :class:`BrokerUnavailable` when it cannot do what was
 asked right now (the client gets ``unavailable``); never a silent drop.
@@ -27,6 +29,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..protocol.errors import RoomcastError
 from ..protocol.events import Event, Notice, Position
 
 __all__ = [
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 
-class Unavailable(Exception):
+class Unavailable(RoomcastError):
     """Something the request needs cannot serve it now: the client gets
     ``unavailable`` (HTTP 503) and may retry. Never a silent drop."""
 
@@ -83,6 +86,10 @@ class BrokerSink(Protocol):
     def deliver(self, event: Event) -> None: ...
 
     def deliver_notice(self, notice: Notice) -> None: ...
+
+    def deliver_control(self, message: dict[str, object]) -> None:
+        """A control message (:meth:`Broker.publish_control`). Never awaits; must
+        not keep or change ``message`` (this process's own is the caller's dict)."""
 
 
 class Broker(abc.ABC):
@@ -149,6 +156,19 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def publish_notice(self, notice: Notice) -> None:
         """Fan out an event without a position (not kept in history)."""
+
+    @abc.abstractmethod
+    async def publish_control(self, message: dict[str, object]) -> None:
+        """Hand ``message`` (a JSON object) to the sink of every process on this
+        broker (Redis: the same server or cluster and prefix), each once.
+
+        This process's sink gets it first, synchronously, before the call first
+        awaits: acting on it here never waits for a round trip. The others get
+        it as it arrives, outside any room, with no order against events.
+        At most once: a process whose link to the others is down while it is
+        sent never gets it. Raises :class:`BrokerUnavailable` when it cannot be
+        sent to the others; this process's sink has had it all the same.
+        """
 
     @abc.abstractmethod
     async def subscribe(self, room: str) -> None:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
+from . import control
 from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
 from .local_room import LocalRoom, Pending, frame_for, reached
@@ -82,7 +83,7 @@ class Hub:
         await self.broker.start()
         if self.send_timeout is not None:
             self._watchdog = asyncio.create_task(
-                self._watch_sends(self.send_timeout), name="roomcast-send-watchdog"
+                control.watch_sends(self, self.send_timeout), name="roomcast-send-watchdog"
             )
 
     async def stop(self) -> None:
@@ -93,11 +94,6 @@ class Hub:
             self._watchdog = None
         await self.broker.stop()
 
-    async def _watch_sends(self, timeout: float) -> None:
-        while True:
-            await asyncio.sleep(timeout / 2)
-            self.check_sends()
-
     def check_sends(self) -> int:
         """Evict connections whose writer made no progress on a send since the
         previous two calls (the peer stopped reading). Returns how many.
@@ -105,17 +101,7 @@ class Hub:
         Called every ``send_timeout / 2`` seconds, so a send stuck for
         ``send_timeout`` is found even when no new traffic fills the outbox.
         """
-        evicted = 0
-        for sub in self._subscribers:
-            if sub.sending and sub.pops == sub.watched_pops:
-                sub.stalls += 1
-                if sub.stalls == 2:
-                    sub.evict("send_timeout")
-                    evicted += 1
-            else:
-                sub.stalls = 0
-            sub.watched_pops = sub.pops
-        return evicted
+        return control.evict_stalled(self._subscribers)
 
     def register(self, sub: Subscriber) -> None:
         """Count a connection as open (for shutdown and stats)."""
@@ -221,24 +207,16 @@ class Hub:
             if notice.kind == "reset":  # a new epoch: nothing more of the old to wait for
                 self._go_live(local, [s for s, p in local.pending.items() if p.until is not None])
         if notice.kind == "deleted":
-            task = asyncio.get_running_loop().create_task(self._empty_room(notice.room))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            control.spawn(self, control.empty_room(self, notice.room))
+
+    def deliver_control(self, message: dict[str, object]) -> None:
+        """Act on a control message here (control.py). Never awaits."""
+        control.apply(self, message)
 
     async def close_room(self, room: str) -> None:
         """Tell every process's subscribers of ``room`` it is deleted, and
         unsubscribe them (a ``deleted`` notice through the broker)."""
         await self.broker.publish_notice(Notice("deleted", room, {}))
-
-    async def _empty_room(self, room: str) -> None:
-        local = self._rooms.get(room)
-        if local is None:
-            return
-        for sub in [*local.live, *local.live_sse, *local.pending]:
-            try:
-                await self.unsubscribe(sub, room)
-            except Unavailable:
-                log.warning("could not announce %s leaving deleted %s", sub.conn_id, room)
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -287,6 +265,10 @@ class Hub:
         pending.until = recovery.events[-1].position if recovery.events else recovery.position
         self._flush(sub, pending, [frame_for(event, sub) for event in recovery.events])
         STATS.replayed += len(recovery.events)
+        if local.pending.get(sub) is not pending:  # unsubscribe_user took it out meanwhile
+            sub.offer(frame_for(control.unsubscribed(room), sub))
+            await self._leave_room_if_empty(room, local)
+            return recovery
         live = self.broker.live_position(room)
         if live is None or reached(live, pending.until):
             del local.pending[sub]
@@ -294,6 +276,8 @@ class Hub:
         sub.rooms.add(room)
         if await self._presence_in(room):
             await self._announce(sub, room, "join")
+            if room not in sub.rooms:  # taken out meanwhile: its leave may have gone first
+                await self._announce(sub, room, "leave")
         return recovery
 
     async def _recover(self, room: str, since: Position | None) -> Recovery:
@@ -392,6 +376,20 @@ class Hub:
         publish before the previous one is answered. The future completes as
         :meth:`publish` would return (or raise)."""
         return await submit_publish(self.broker, self.archive, room, data, sender, durable)
+
+    async def disconnect_user(self, user_id: str, code: CloseCode) -> None:
+        """Close every connection of ``user_id`` (:attr:`Subscriber.user_id`) with
+        ``code`` on every process (control.py); what is queued still goes out first.
+
+        Raises Unavailable when the broker cannot tell the other processes (this
+        one has acted all the same: the call is idempotent, retry it)."""
+        await self.broker.publish_control(control.disconnect_message(user_id, code))
+
+    async def unsubscribe_user(self, user_id: str, room: str) -> None:
+        """Take ``user_id`` out of ``room`` on every process: each subscriber gets no
+        more of the room, then an ``unsubscribed`` notice; a ``leave`` is announced.
+        Errors as :meth:`disconnect_user`."""
+        await self.broker.publish_control(control.unsubscribe_message(user_id, room))
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
         page = await self.broker.history(room, limit=limit, before=before)

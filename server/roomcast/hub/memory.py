@@ -133,6 +133,10 @@ class MemoryBroker(Broker):
         if notice.room in self._subscribed:
             self.sink.deliver_notice(notice)
 
+    async def publish_control(self, message: dict[str, object]) -> None:
+        """This process is every process: its sink gets ``message`` now."""
+        self.sink.deliver_control(message)
+
     async def subscribe(self, room: str) -> None:
         self._subscribed.add(room)
         self._room(room)

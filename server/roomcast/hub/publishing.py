@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..protocol.errors import RoomcastError
 from ..protocol.events import Event
 from .archive import Archive, ArchiveUnavailable
 from .broker import Broker
@@ -21,7 +22,7 @@ __all__ = ["DurableNotPersisted", "submit_publish"]
 log = logging.getLogger("roomcast.hub")
 
 
-class DurableNotPersisted(ValueError):
+class DurableNotPersisted(RoomcastError, ValueError):
     """A durable publish to a room that is not persisted: nothing could make it durable."""
 
 

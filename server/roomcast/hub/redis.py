@@ -21,6 +21,13 @@ seconds with an expiry ``presence_ttl`` ahead (Redis server time); the same
 upkeep removes entries nobody refreshed (a crashed worker's) and publishes a
 leave for each, exactly once across processes.
 
+Control messages (:meth:`RedisBroker.publish_control`) travel on one more
+channel per prefix, :attr:`RedisBroker.control_channel`, which every process
+subscribes to from :meth:`RedisBroker.start` on. It is no room: no gate, no
+hold, no resync, no reset. Each message carries its process's node id; the
+sender applies its own at once and drops the echo. At most once: a message
+sent while a process's pub/sub link is down is lost for that process.
+
 Every Redis error becomes :class:`BrokerUnavailable`: the client gets
 ``unavailable``, never a silent drop.
 """
@@ -31,6 +38,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -97,6 +105,10 @@ class RedisBroker(Broker):
         self.ping_interval = ping_interval
         self.backoff_cap = backoff_cap
         self._publish_cmd = "SPUBLISH" if self.sharded else "PUBLISH"
+        self.control_channel = f"{prefix}:{{!control}}:ch".encode()
+        """Control messages of every process on this prefix. ``!`` is in no room
+        name, so no room's channel or keys can meet it."""
+        self._node = secrets.token_urlsafe(9).encode()  # marks this broker's own
         self._client: aioredis.Redis | aioredis.RedisCluster | None = None
         self._links: dict[str, PubSubLink] = {}  # "main", or a cluster node's name
         self._wanted: set[bytes] = set()  # channels this process subscribes to
@@ -160,6 +172,10 @@ class RedisBroker(Broker):
         )
         if not self.cluster:
             await self._start_link("main", self._new_connection)
+        try:  # kept by its link from now on: subscribed again on every reconnect
+            await (await self._link_for(self.control_channel)).subscribe(self.control_channel)
+        except BrokerUnavailable as exc:
+            log.warning("control channel not subscribed yet (%s): it will be on connect", exc)
         self._upkeep = asyncio.create_task(self._upkeep_forever(), name="roomcast-redis-upkeep")
 
     async def _start_link(self, name: str, connect: Any) -> PubSubLink:
@@ -262,11 +278,23 @@ class RedisBroker(Broker):
         args = [self._publish_cmd, self.channel(notice.room), message]
         await self._call("NOTICE", self._keys(notice.room, "meta"), args)
 
+    async def publish_control(self, message: dict[str, object]) -> None:
+        """Apply ``message`` here, then publish it to the other processes (see
+        :meth:`Broker.publish_control`); ``<node id> <JSON>`` on the channel."""
+        payload = b"%s %s" % (self._node, orjson.dumps(message))
+        self.sink.deliver_control(message)
+        args = [self._publish_cmd, self.control_channel, payload]
+        await self._call("NOTICE", [self.control_channel.decode()], args)  # key: routing only
+
     # -- receiving ------------------------------------------------------------------------
 
     def _on_message(self, channel: bytes, message: bytes) -> None:
-        if channel not in self._wanted:
-            return  # in flight when this process unsubscribed
+        if channel not in self._wanted:  # never the control channel: see below
+            if channel == self.control_channel:
+                node, _, body = message.partition(b" ")
+                if node != self._node:  # this process applied its own when it sent it
+                    self.sink.deliver_control(orjson.loads(body))
+            return  # else in flight when this process unsubscribed
         room = self._room_of(channel)
         if message[:1] == b"!":
             fields = orjson.loads(message[1:])
@@ -299,16 +327,20 @@ class RedisBroker(Broker):
         notice = Notice("reset", room, {"epoch": position.epoch, "offset": position.offset})
         self.sink.deliver_notice(notice)
 
+    def _rooms_on(self, name: str) -> list[str]:
+        """The rooms whose channels link ``name`` carries (not the control channel)."""
+        control = self.control_channel
+        return [self._room_of(c) for c in self._links[name].wanted if c != control]
+
     def _hold_link(self, name: str) -> None:
         """A pub/sub link dropped: hold its rooms' live messages until each is resynced."""
-        for channel in self._links[name].wanted:
-            room = self._room_of(channel)
+        for room in self._rooms_on(name):
             self._held.setdefault(room, [])
             self._drops[room] = self._drops.get(room, 0) + 1
 
     async def _resync_link(self, name: str) -> None:
-        rooms = [self._room_of(channel) for channel in self._links[name].wanted]
-        await asyncio.gather(*(self._resync(room) for room in rooms if room in self._held))
+        rooms = [room for room in self._rooms_on(name) if room in self._held]
+        await asyncio.gather(*(self._resync(room) for room in rooms))
 
     async def _resync(self, room: str) -> None:
         """Fill the room's gap from the stream, then release what was held.

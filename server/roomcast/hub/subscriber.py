@@ -96,15 +96,26 @@ class Subscriber:
         "sse",
         "stalls",
         "user",
+        "user_id",
         "watched_pops",
     )
 
     def __init__(
-        self, conn_id: str, user: str, *, max_messages: int, max_bytes: int, sse: bool = False
+        self,
+        conn_id: str,
+        user: str,
+        *,
+        max_messages: int,
+        max_bytes: int,
+        sse: bool = False,
+        user_id: str | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.sse = sse  # receives events' ``sse`` form instead of their text frame
-        self.user = user
+        self.user = user  # display name, as presence and senders show it
+        self.user_id = user_id
+        """The principal's stable user id, set by the transport once it knows it;
+        what ``Hub.disconnect_user`` and ``Hub.unsubscribe_user`` match (control.py)."""
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.rooms: set[str] = set()  # maintained by the hub

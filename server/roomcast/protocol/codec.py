@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from .codes import ErrorCode
-from .errors import RequestError
+from .errors import RequestError, RoomcastError
 from .frames import MODELS, Request, is_valid_room
 
 __all__ = ["DataNotEncodable", "decode_request", "encode_data", "encode_error", "encode_reply"]
@@ -69,7 +69,7 @@ def decode_request(text: str | bytes) -> Request:
     return request
 
 
-class DataNotEncodable(ValueError):
+class DataNotEncodable(RoomcastError, ValueError):
     """A value that is not JSON."""
 
 

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CloseCode", "ErrorCode", "close_reason", "should_reconnect"]
+__all__ = [
+    "CloseCode",
+    "ErrorCode",
+    "close_reason",
+    "closing_code_of",
+    "http_status_of",
+    "should_reconnect",
+]
 
 
 class CloseCode(enum.IntEnum):
@@ -45,6 +52,7 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 3500
     FORBIDDEN = 3501
     PROTOCOL_VIOLATION = 3502
+    DISCONNECTED = 3503  # the application disconnected this user (rc.disconnect)
 
 
 _REASONS: dict[CloseCode, str] = {
@@ -66,6 +74,7 @@ _REASONS: dict[CloseCode, str] = {
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.FORBIDDEN: "forbidden",
     CloseCode.PROTOCOL_VIOLATION: "protocol violation",
+    CloseCode.DISCONNECTED: "disconnected by the application",
 }
 
 
@@ -116,3 +125,41 @@ class ErrorCode(enum.StrEnum):
     TOKEN_EXPIRED = "token_expired"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+
+
+_HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNKNOWN_OP: 400,
+    ErrorCode.NOT_SUBSCRIBED: 400,
+    ErrorCode.ROOM_INVALID: 422,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.LIMIT_EXCEEDED: 429,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+def http_status_of(code: ErrorCode) -> int:
+    """The HTTP status REST and SSE answer an error of ``code`` with."""
+    return _HTTP_STATUS[code]
+
+
+_CLOSING: dict[ErrorCode, CloseCode] = {
+    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
+    ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,
+    ErrorCode.LIMIT_EXCEEDED: CloseCode.RATE_LIMITED,
+    ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+    ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
+}
+
+
+def closing_code_of(code: ErrorCode) -> CloseCode:
+    """The close code of a connection refused with error ``code``: 3500 for
+    ``unauthorized``, 3003 ``token_expired``, 3004 for limits, 1013
+    ``unavailable``, 1011 ``internal``, and 3501 (forbidden) for the rest."""
+    return _CLOSING.get(code, CloseCode.FORBIDDEN)

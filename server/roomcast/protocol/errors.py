@@ -5,7 +5,10 @@
     RoomcastError
      +-- RequestError          answered with an error reply; the connection stays
      |    +-- (code: ErrorCode, message, request_id)
+     |    +-- Refused            raised by an application's hook: ``forbidden`` by default
      +-- ConnectionClosing     the connection must be closed with ``close_code``
+          +-- ConnectionRefused  the application's ``on_connect`` refused: the close
+          |                      code that matches its error code (closing_code_of)
           +-- ProtocolViolation  3502: too many bad frames
           +-- Unauthorized       3500: missing or invalid credentials
           +-- TokenExpired       3003: the token expired; fetch a new one and reconnect
@@ -16,14 +19,16 @@
 
 from __future__ import annotations
 
-from .codes import CloseCode, ErrorCode, close_reason
+from .codes import CloseCode, ErrorCode, close_reason, closing_code_of
 
 __all__ = [
     "ConnectionClosing",
+    "ConnectionRefused",
     "FrameTooLarge",
     "ProtocolViolation",
     "RequestError",
     "RateLimited",
+    "Refused",
     "RoomcastError",
     "TokenExpired",
     "Unauthorized",
@@ -77,3 +82,27 @@ class TokenExpired(ConnectionClosing):
 
 class RateLimited(ConnectionClosing):
     close_code = CloseCode.RATE_LIMITED
+
+
+class Refused(RequestError):
+    """An application's hook says no: the client gets an error reply with ``code``
+    (``forbidden`` unless told otherwise) and ``message``, the connection stays.
+
+    Raised from ``on_subscribe`` or ``on_publish`` it refuses that one request;
+    from ``on_connect`` it refuses the connection (see :class:`ConnectionRefused`).
+    """
+
+    def __init__(
+        self, message: str = "refused", code: ErrorCode | str = ErrorCode.FORBIDDEN
+    ) -> None:
+        super().__init__(ErrorCode(code), message)
+
+
+class ConnectionRefused(ConnectionClosing):
+    """A connection refused with an error code: closed with the close code that
+    matches it (``forbidden`` -> 3501, ``unauthorized`` -> 3500, ...)."""
+
+    def __init__(self, error: RequestError) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.close_code = closing_code_of(error.code)
