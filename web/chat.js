@@ -1,6 +1,6 @@
 // The chat page: one room, its history, who is here, and the connection's state.
 // Everything users wrote is put in the page with textContent, never as HTML.
-import { Roomcast, describeState } from "/roomcast.js";
+import { Roomcast, describeState } from "../roomcast.js"; // relative: works under any prefix
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const joinForm = $("join-form");
@@ -154,6 +154,15 @@ function join(name, roomName) {
     drawPresence();
   });
   room.on("reset", (notice) => reload(notice));
+  room.on("unsubscribed", () => {
+    // The application removed this user from the room: it is no longer followed.
+    const notice = $("room-notice");
+    notice.textContent = "you were removed from this room";
+    notice.hidden = false;
+    for (const field of composeForm.elements) field.disabled = true;
+    members.clear();
+    drawPresence();
+  });
   room.on("subscribed", (result) => {
     // Presence notices are not replayed: ask again after every (re)subscribe.
     refreshPresence();

@@ -1,7 +1,7 @@
 // The dashboard: feed rooms over Server-Sent Events, drawn as numbers and a chart.
 // A message's data is an object of numbers (or one number); every number gets a
 // tile, and the chosen tile's series is charted.
-import { FeedStream, describeState } from "/roomcast.js";
+import { FeedStream, describeState } from "../roomcast.js"; // relative: works under any prefix
 
 const $ = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 const SVG = "http://www.w3.org/2000/svg";

@@ -6,6 +6,15 @@
 // it saw and reports whether the gap was recovered, keeps requests as promises
 // with timeouts, and drops nothing twice. `FeedStream` reads the same rooms
 // over Server-Sent Events for pages that only listen. Manual: docs/client.md.
+//
+// Where it connects: by default to the server this module was loaded from,
+// next to it. Imported as `/rt/roomcast.js` (roomcast mounted under `/rt` in a
+// host app), `Roomcast` opens `ws(s)://<that host>/rt/ws` and `FeedStream`
+// reads `/rt/events`, with no option; at the root, `/ws` and `/events`. The
+// `url` option overrides either: an absolute ws(s):// (or http(s):// for
+// FeedStream) URL, or a path resolved against the page. A copy of this file
+// served from somewhere else (a CDN, the host's own static folder) must be
+// given `url`.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -49,7 +58,8 @@ export function describeState({ state, code, reason, delay }) {
 /** A refused request (`code` from the protocol's error table), or one the
  * client gave up on: `timeout`, `disconnected` (sent, but the connection was
  * lost before the reply: it may or may not have taken effect), `closed`
- * (the client was closed or gave up) or `queue_full`. */
+ * (the client was closed or gave up), `queue_full`, or `unsubscribed` (a
+ * room's first subscribe, when the server removed the client from the room). */
 export class RoomcastError extends Error {
   constructor(code, message) {
     super(message || code);
@@ -110,22 +120,26 @@ class Position {
   }
 }
 
-function defaultSocketUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
-}
-
+/** `ws` next to this module (`/rt/roomcast.js` -> `ws(s)://host/rt/ws`), or
+ * `url` (ws(s)://, or a path resolved against the page). */
 function absoluteSocketUrl(url) {
-  if (!url) return defaultSocketUrl();
-  if (/^wss?:/.test(url)) return url;
-  const http = new URL(url, location.href);
+  if (url && /^wss?:/.test(url)) return url;
+  const http = url ? new URL(url, location.href) : new URL("ws", import.meta.url);
   http.protocol = http.protocol === "https:" ? "wss:" : "ws:";
   return http.href;
 }
 
+/** `events` next to this module (`/rt/roomcast.js` -> `/rt/events`), or `url`
+ * resolved against the page. */
+function eventsUrl(url) {
+  return url ? new URL(url, location.href) : new URL("events", import.meta.url);
+}
+
 /** One room of a `Roomcast` client. Events: `message`, `join`, `leave`,
  * `reset`, `subscribed` (the subscribe result, on every (re)subscribe, with
- * `recovered`). Get it with `client.room(name)`. */
+ * `recovered`), `unsubscribed` (`{type, room, reason: "server"}`: the server
+ * removed this client from the room, which is then forgotten), `error` (a
+ * resubscribe was refused). Get it with `client.room(name)`. */
 export class Room extends Emitter {
   constructor(client, name) {
     super();
@@ -192,9 +206,24 @@ export class Room extends Emitter {
     this._first = null;
   }
 
+  /** The server removed this client from the room (the application unsubscribed
+   * it): forget the room as `unsubscribe()` does, without asking the server. */
+  _removed(notice) {
+    this.wanted = false;
+    this.subscribed = false;
+    this._settle?.reject(new RoomcastError("unsubscribed", `removed from ${this.name} by the server`));
+    this._settle = null;
+    this._first = null;
+    this._emit("unsubscribed", notice);
+  }
+
   _deliver(frame) {
     if (frame.type === "message") {
       if (this.position.advance(frame)) this._emit("message", frame);
+      return;
+    }
+    if (frame.type === "unsubscribed") {
+      this._removed(frame);
       return;
     }
     if (frame.type === "reset") this.position.reset(frame.epoch, frame.offset);
@@ -216,12 +245,15 @@ export class Room extends Emitter {
  * `reconnecting`, `resumed` (reconnected and every room recovered its gap),
  * `failed` (gave up: a close code that says "do not reconnect", or
  * `maxRetries` attempts), `closed` (by `close()`).
+ *
+ * The default `url` is `ws` next to this module: a page that imports
+ * `/rt/roomcast.js` connects to `/rt/ws` of the same host.
  */
 export class Roomcast extends Emitter {
   constructor(options = {}) {
     super();
     this.options = {
-      url: null, // ws(s):// URL of /ws, or a path; default: this page's origin
+      url: null, // ws(s):// URL of /ws, or a path; default: `ws` next to this module
       token: null, // a string, or a function returning one (or a promise of one)
       name: null, // display name when the server does not use tokens
       minDelay: 500, // ms: backoff base (full jitter)
@@ -477,7 +509,7 @@ export class Roomcast extends Emitter {
 }
 
 function streamUrl(base, rooms, { name, token, lastEventId }) {
-  const url = new URL(base || "/events", location.href);
+  const url = eventsUrl(base);
   for (const room of rooms) url.searchParams.append("room", room);
   if (name) url.searchParams.set("name", name);
   if (token) url.searchParams.set("token", token);
@@ -503,7 +535,7 @@ export class FeedStream extends Emitter {
     super();
     this.rooms = [...rooms];
     this.options = {
-      url: "/events",
+      url: null, // URL or path of /events; default: `events` next to this module
       name: null,
       token: null, // query parameter (access logs record it); or use the cookie
       lastEventId: null,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from roomcast.api.web import default_web_dir
-from roomcast.app import create_app
+from roomcast.app import Roomcast, create_app
 from roomcast.settings import Settings
 
 pytestmark = pytest.mark.timeout(20)
@@ -27,11 +29,11 @@ def client(settings: Settings) -> httpx.AsyncClient:
 @pytest.mark.parametrize(
     ("path", "media_type", "marker"),
     [
-        ("/", "text/html", 'href="/chat"'),
+        ("/", "text/html", 'href="chat"'),
         ("/chat", "text/html", 'data-testid="messages"'),
         ("/dashboard", "text/html", 'data-testid="feeds"'),
         ("/roomcast.js", "text/javascript", "export class Roomcast"),
-        ("/web/chat.js", "text/javascript", 'from "/roomcast.js"'),
+        ("/web/chat.js", "text/javascript", 'from "../roomcast.js"'),
         ("/web/dashboard.js", "text/javascript", "FeedStream"),
         ("/web/style.css", "text/css", ":root"),
     ],
@@ -50,6 +52,59 @@ async def test_pages_and_scripts_are_served_with_their_types(
         assert "script-src 'self'" in policy
         assert "connect-src 'self'" in policy
         assert "unsafe-inline" not in policy
+
+
+def mounted(prefix: str) -> httpx.AsyncClient:
+    """A host app that includes roomcast's router under ``prefix`` (docs/client.md)."""
+    app = FastAPI()
+    app.include_router(Roomcast(Settings()).router, prefix=prefix)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.mark.parametrize(
+    ("path", "marker"),
+    [
+        ("/rt/", 'href="chat"'),
+        ("/rt/chat", 'src="web/chat.js"'),
+        ("/rt/dashboard", 'src="web/dashboard.js"'),
+        ("/rt/roomcast.js", "export class Roomcast"),
+        ("/rt/web/chat.js", 'from "../roomcast.js"'),
+        ("/rt/web/style.css", ":root"),
+    ],
+)
+async def test_under_a_prefix_every_page_and_file_is_served_below_it(
+    path: str, marker: str
+) -> None:
+    async with mounted("/rt") as http:
+        reply = await http.get(path)
+    assert reply.status_code == 200
+    assert marker in reply.text
+
+
+async def test_the_prefix_without_its_slash_redirects_to_the_index() -> None:
+    """Without the slash, the pages' relative links would resolve above the prefix."""
+    async with mounted("/rt") as http:
+        reply = await http.get("/rt")
+        assert reply.status_code == 307
+        assert reply.headers["location"] == "http://test/rt/"
+        assert (await http.get("/rt", follow_redirects=True)).url.path == "/rt/"
+
+
+ABSOLUTE = re.compile(r"""(?:href|src)="/(?!docs")|from\s+"/|["'`}]/(?:ws|events|web/)""")
+
+
+def test_pages_and_scripts_refer_to_the_server_only_relatively() -> None:
+    """So they work under any prefix: links, styles and imports are relative, and
+    roomcast.js finds /ws and /events next to itself (only the host's /docs is
+    absolute)."""
+    web = ROOT / "web"
+    found = {
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(web.glob("*.htm*")) + sorted(web.glob("*.js"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if ABSOLUTE.search(line) and not line.lstrip().startswith(("//", "*", "/*"))
+    }
+    assert found == set()
 
 
 @pytest.mark.parametrize(

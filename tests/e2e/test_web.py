@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 ServerFactory = Callable[..., ServerProcess]
 ROOM = "chat:lobby"
+LINKS = ("chat", "dashboard")
 
 
 def publish(server: ServerProcess, room: str, data: Any) -> int:
@@ -228,8 +229,8 @@ def test_roomcast_js_close_code_rules_match_the_server(
 ) -> None:
     server = server_factory()
     page = pages.open(f"{server.http}/", "index")
-    assert page.get_by_test_id("chat-link").get_attribute("href") == "/chat"
-    assert page.get_by_test_id("dashboard-link").get_attribute("href") == "/dashboard"
+    links = {link: page.get_by_test_id(f"{link}-link").evaluate("a => a.href") for link in LINKS}
+    assert links == {link: f"{server.http}/{link}" for link in LINKS}  # relative hrefs
     script = """async () => {
         const rc = await import('/roomcast.js');
         const codes = [];
