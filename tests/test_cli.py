@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from roomcast.cli import check_serve_settings, log_config, uvicorn_config_kwargs
+from roomcast.cli import check_serve_settings, uvicorn_config_kwargs
+from roomcast.logs import log_config
 from roomcast.settings import Settings
 
 

@@ -1,3 +1,118 @@
-"""roomcast: a real-time collaboration server on FastAPI."""
+"""roomcast: a real-time collaboration server on FastAPI.
+
+The public API, what an application that mounts roomcast imports
+(docs/embedding.md)::
+
+    from roomcast import Hooks, Principal, Refused, Roomcast, RoomcastError, Settings
+
+Everything here is loaded on first use, so ``import roomcast.protocol`` (the
+load tester, a client) stays light.
+
+Errors: one tree, rooted at :class:`RoomcastError`::
+
+    RoomcastError
+     +-- RequestError          refused with an error code (``code``, ``message``)
+     |    +-- Refused            raised by a hook to refuse (``forbidden`` by default)
+     +-- ConnectionClosing     a connection closed with ``close_code`` (auth, limits)
+     +-- Unavailable           the broker or database cannot serve now: retry later
+     +-- DurableNotPersisted   ``durable`` asked of a room that is not persisted
+     +-- NotStarted            used outside the lifespan
+     +-- SettingsError         settings that cannot be used (a ValueError too)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .api.deps import Authenticate, NotStarted
+    from .app import create_app
+    from .auth import Principal
+    from .hooks import Hooks, OnConnect, OnDisconnect, OnPublish, OnSubscribe
+    from .hub.broker import PresenceEntry, Unavailable
+    from .hub.publishing import DurableNotPersisted
+    from .protocol.codes import CloseCode, ErrorCode
+    from .protocol.errors import ConnectionClosing, Refused, RequestError, RoomcastError
+    from .runner import run
+    from .runtime import Roomcast
+    from .server_api import History, Message, Published, Stats
+    from .settings import Settings, SettingsError
+    from .transports.uvicorn_ws import RoomcastWebSocketProtocol as WebSocketProtocol
+
+__all__ = [
+    "Authenticate",
+    "CloseCode",
+    "ConnectionClosing",
+    "DurableNotPersisted",
+    "ErrorCode",
+    "History",
+    "Hooks",
+    "Message",
+    "NotStarted",
+    "OnConnect",
+    "OnDisconnect",
+    "OnPublish",
+    "OnSubscribe",
+    "PresenceEntry",
+    "Principal",
+    "Published",
+    "Refused",
+    "RequestError",
+    "Roomcast",
+    "RoomcastError",
+    "Settings",
+    "SettingsError",
+    "Stats",
+    "Unavailable",
+    "WebSocketProtocol",
+    "__version__",
+    "create_app",
+    "run",
+]
+
+_WHERE = {
+    "Authenticate": "api.deps",
+    "CloseCode": "protocol.codes",
+    "ConnectionClosing": "protocol.errors",
+    "DurableNotPersisted": "hub.publishing",
+    "ErrorCode": "protocol.codes",
+    "History": "server_api",
+    "Hooks": "hooks",
+    "Message": "server_api",
+    "NotStarted": "api.deps",
+    "OnConnect": "hooks",
+    "OnDisconnect": "hooks",
+    "OnPublish": "hooks",
+    "OnSubscribe": "hooks",
+    "PresenceEntry": "hub.broker",
+    "Principal": "auth",
+    "Published": "server_api",
+    "Refused": "protocol.errors",
+    "RequestError": "protocol.errors",
+    "Roomcast": "runtime",
+    "RoomcastError": "protocol.errors",
+    "Settings": "settings",
+    "SettingsError": "settings",
+    "Stats": "server_api",
+    "Unavailable": "hub.broker",
+    "WebSocketProtocol": "transports.uvicorn_ws:RoomcastWebSocketProtocol",
+    "create_app": "app",
+    "run": "runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'roomcast' has no attribute {name!r}")
+    module, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .bench.config import positive_int
-from .logs import log_config
+from .runner import uvicorn_config_kwargs
 from .settings import MIN_HS256_SECRET, Settings
 
 __all__ = ["main", "uvicorn_config_kwargs"]
@@ -25,28 +25,6 @@ def check_serve_settings(settings: Settings) -> None:
         )
 
 
-def uvicorn_config_kwargs(settings: Settings) -> dict[str, object]:
-    """The uvicorn settings roomcast runs with: the websockets-sansio engine (it has
-    write backpressure) with roomcast's direct writer (transports/uvicorn_ws.py),
-    our frame size limit, pings and shutdown timeout."""
-    return {
-        "log_config": log_config(settings),
-        "host": settings.host,
-        "port": settings.port,
-        "workers": settings.workers,
-        "log_level": settings.log_level,
-        "lifespan": "on",
-        "ws": "roomcast.transports.uvicorn_ws:RoomcastWebSocketProtocol",
-        "ws_max_size": settings.ws_max_size,
-        "ws_ping_interval": settings.ws_ping_interval,
-        "ws_ping_timeout": settings.ws_ping_timeout,
-        "ws_per_message_deflate": settings.ws_per_message_deflate,
-        "timeout_graceful_shutdown": settings.graceful_shutdown_timeout,
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
-    }
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -57,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[f"ROOMCAST_{name.upper()}"] = str(value)
     settings = Settings()
     check_serve_settings(settings)
-    uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))  # type: ignore[arg-type]
+    uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))
     return 0
 
 

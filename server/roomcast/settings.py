@@ -11,10 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["NamespaceConfig", "Settings"]
+from .protocol.errors import RoomcastError
+
+__all__ = ["NamespaceConfig", "Settings", "SettingsError"]
 
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=1)]
@@ -43,8 +53,32 @@ class NamespaceConfig(BaseModel):
     """Keep every message of these rooms in SQL, as rooms created with ``persist``."""
 
 
+class SettingsError(RoomcastError, ValueError):
+    """Settings that cannot be used: each problem names its setting and the rule,
+    never the value given (it may be a secret)."""
+
+    @classmethod
+    def of(cls, exc: ValidationError) -> SettingsError:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            name = ".".join(str(part) for part in error["loc"])
+            setting = f"ROOMCAST_{name.split('.')[0].upper()}" if name else ""
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(message if message.startswith(setting) else f"{setting}: {message}")
+        return cls("; ".join(problems))
+
+
 class Settings(BaseSettings):
+    """Every setting, from keyword arguments, then ``ROOMCAST_*`` variables.
+    Raises :class:`SettingsError` for settings that cannot be used."""
+
     model_config = SettingsConfigDict(env_prefix="ROOMCAST_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError.of(exc) from None
 
     # -- serving -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -183,6 +217,11 @@ class Settings(BaseSettings):
     """Open connections per client address on one process; 0: no limit (behind a
     proxy, set uvicorn's ``FORWARDED_ALLOW_IPS`` so the address is the client's)."""
     max_room_length: Annotated[int, Field(ge=1, le=128)] = 128
+    max_broadcast_rooms: Count = 1000
+    """Most rooms one REST ``/broadcast`` publishes to."""
+    hook_timeout: Positive = 10.0
+    """Seconds an application hook (``on_connect``, ``on_subscribe``, ``on_publish``)
+    may take; past it the request is refused with ``unavailable`` (hooks.py)."""
     """Longest room name accepted, in characters (the protocol allows 128)."""
 
     # -- services ------------------------------------------------------------------

@@ -32,9 +32,13 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         text = message.get("text") or ""
         if text == "direct?":
-            await ws.send_text("yes" if direct is not None and direct.ready() else "no")
+            usable = direct is not None and direct.usable and direct.ready()
+            await ws.send_text("yes" if usable else "no")
         elif text.startswith("direct:"):
             direct.write(text_frame(text[7:].encode()) + text_frame(b"second"))
+        elif text == "take over shutdown":
+            direct.on_shutdown = lambda: asyncio.ensure_future(ws.close(3000, "server shutdown"))
+            await ws.send_text("taken")
         else:
             await ws.send_text(text)
 
@@ -93,7 +97,7 @@ async def test_the_direct_writer_writes_pre_built_frames_in_order() -> None:
         assert [await ws.recv(), await ws.recv()] == ["first", "second"]
 
 
-async def test_with_compression_negotiated_there_is_no_direct_writer() -> None:
+async def test_with_compression_negotiated_the_direct_writer_is_not_usable() -> None:
     async with serving(ws_per_message_deflate=True) as (_, url), connect(url) as ws:
         await ws.send("direct?")
         assert await ws.recv() == "no"
@@ -114,3 +118,15 @@ async def test_paused_writing_makes_the_direct_writer_not_ready() -> None:
         assert direct.ready()
         await ws.send("after")
         assert await ws.recv() == "after"
+
+
+async def test_the_servers_shutdown_is_the_applications_once_it_asks() -> None:
+    async with serving(timeout_graceful_shutdown=5) as (server, url):
+        async with connect(url, compression=None) as plain, connect(url, compression=None) as taken:
+            await taken.send("take over shutdown")
+            assert await taken.recv() == "taken"
+            server.should_exit = True  # uvicorn's shutdown, as on SIGTERM
+            await plain.wait_closed()
+            await taken.wait_closed()
+        assert plain.close_code == 1012  # uvicorn's own close
+        assert taken.close_code == 3000  # the application's

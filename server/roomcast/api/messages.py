@@ -7,9 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
+from ..auth import Principal
 from ..hub.broker import Unavailable
 from ..hub.hub import DurableNotPersisted
 from ..protocol.codec import DataNotEncodable, encode_data
+from ..protocol.codes import http_status_of
+from ..protocol.errors import RequestError
 from .deps import RoomcastDep
 from .schemas import (
     MAX_OFFSET,
@@ -62,8 +65,22 @@ async def publish(
     Needs an API key, or a token whose `publish` patterns match the room."""
     if not rc.authority.may_publish(caller, room):
         raise denied(caller, f"publish to {room!r}")
+    data = await checked_data(rc, caller, room, body.data)
     try:
-        data = encode_data(body.data)
+        sender = API_SENDER if caller.admin else caller.name  # a token publishes as its user
+        event = await rc.hub.publish(room, data, sender, durable=durable)
+    except DurableNotPersisted as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
+    except Unavailable as exc:
+        raise _unavailable(exc) from None
+    return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
+
+
+async def checked_data(rc: RoomcastDep, caller: Principal, room: str, value: Any) -> bytes:
+    """A REST publish's ``data`` as JSON bytes: encodable, within
+    ``max_payload_bytes``, and as the application's ``on_publish`` has it."""
+    try:
+        data = encode_data(value)
     except DataNotEncodable as exc:  # a 422 like every other invalid body
         error = {"type": "value_error", "loc": ("body", "data"), "msg": str(exc), "input": None}
         raise RequestValidationError([error]) from None
@@ -73,13 +90,10 @@ async def publish(
             status.HTTP_413_CONTENT_TOO_LARGE, f"data is {len(data)} bytes; the limit is {limit}"
         )
     try:
-        sender = API_SENDER if caller.admin else caller.name  # a token publishes as its user
-        event = await rc.hub.publish(room, data, sender, durable=durable)
-    except DurableNotPersisted as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
-    except Unavailable as exc:
-        raise _unavailable(exc) from None
-    return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
+        replaced = await rc.services.hooks.publish(caller, room, value)
+    except RequestError as exc:
+        raise HTTPException(http_status_of(exc.code), exc.message) from None
+    return data if replaced is None else replaced
 
 
 @router.get(

@@ -9,12 +9,13 @@ from sse_starlette import EventSourceResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import ConnectionLease, Principal
-from ..protocol.errors import ConnectionClosing
+from ..protocol.codes import http_status_of
+from ..protocol.errors import ConnectionClosing, RequestError
 from ..protocol.events import Position
 from ..protocol.frames import MAX_NAME_LENGTH, is_valid_room
 from ..transports.sse import LastEventIdError, parse_last_event_id, sse_response
 from ..transports.websocket import serve_websocket
-from .deps import RoomcastDep, get_roomcast
+from .deps import RoomcastDep, get_roomcast, scope_principal
 from .security import denied, http_error, stream_credentials
 
 __all__ = ["DirectWebSocketRoute", "router"]
@@ -47,14 +48,17 @@ Token = Annotated[
 async def websocket(ws: WebSocket) -> None:
     """The protocol of docs/protocol.md over one WebSocket connection.
 
-    A plain Starlette route, not FastAPI's ``@router.websocket``: it needs no
-    dependency injection, and FastAPI's would keep three exit stacks and its
-    solver's frames alive for the whole connection (~5 KB each)."""
+    A FastAPI WebSocket route, so that the dependencies a host app gives
+    ``include_router`` (and the application's ``authenticate``) guard it like
+    every other route: one that refuses answers the upgrade with its HTTP status
+    before any frame is read. FastAPI keeps its exit stacks and its solver's
+    frames alive for the connection's life (~5 KB); the standalone app answers
+    /ws before all that (:class:`DirectWebSocketRoute`)."""
     rc = get_roomcast(ws)
-    await serve_websocket(ws, rc.hub, rc.settings, rc.authority)
+    await serve_websocket(ws, rc.services, scope_principal(ws))
 
 
-router.add_websocket_route("/ws", websocket)
+router.add_api_websocket_route("/ws", websocket)
 
 
 def _route_path(scope: Scope) -> str:
@@ -91,17 +95,28 @@ class DirectWebSocketRoute:
 async def _admit(
     request: Request, rc: RoomcastDep, rooms: list[str], name: str | None, token: str | None
 ) -> tuple[Principal, ConnectionLease]:
-    """Authenticate an SSE request and take its place in the connection limits."""
+    """Authenticate an SSE request (a token, or the application's principal), check
+    its rooms, take the stream's place in the connection limits, then ask the
+    application's hooks: ``on_connect``, and ``on_subscribe`` for each room."""
     authority = rc.authority
-    token, from_cookie = stream_credentials(request, authority, token)
     origin = request.headers.get("origin")
-    cookie_credentials = from_cookie and authority.required  # auth=off ignores tokens
-    if cookie_credentials and not authority.origins.allows(origin, request.headers.get("host")):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
-    try:
-        principal = await authority.authenticate(token, name)
-    except ConnectionClosing as exc:
-        raise http_error(exc, presented=token is not None) from None
+    if authority.host_authenticates:
+        # The application's credentials are most likely a cookie: same rule as below.
+        if not authority.origins.allows(origin, request.headers.get("host")):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
+        host = scope_principal(request)
+        if host is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated")
+        principal = host
+    else:
+        token, from_cookie = stream_credentials(request, authority, token)
+        cookie_credentials = from_cookie and authority.required  # auth=off ignores tokens
+        if cookie_credentials and not authority.origins.allows(origin, request.headers.get("host")):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
+        try:
+            principal = await authority.authenticate(token, name)
+        except ConnectionClosing as exc:
+            raise http_error(exc, presented=token is not None) from None
     for room in rooms:
         if not authority.may_subscribe(principal, room):
             raise denied(principal, f"read {room!r}")
@@ -113,6 +128,18 @@ async def _admit(
         if lease is not None:
             lease.release()
         raise http_error(exc) from None
+    hooks = rc.services.hooks
+    connected = False
+    try:
+        await hooks.connect(principal)
+        connected = True
+        for room in rooms:
+            await hooks.subscribe(principal, room)
+    except RequestError as exc:
+        lease.release()
+        if connected:
+            await hooks.disconnect(principal)
+        raise HTTPException(http_status_of(exc.code), exc.message) from None
     return principal, lease
 
 
@@ -150,7 +177,7 @@ async def _stream(
         except LastEventIdError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     principal, lease = await _admit(request, rc, rooms, name, token)
-    return sse_response(rc.hub, rc.settings, since, rc.authority, principal, lease)
+    return sse_response(rc.services, since, principal, lease)
 
 
 @router.get("/rooms/{room}/events", responses=STREAM, response_class=EventSourceResponse)

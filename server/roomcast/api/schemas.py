@@ -8,11 +8,15 @@ from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from ..hub.broker import HistoryPage, PresenceEntry
+from ..protocol.codes import CloseCode
 from ..protocol.events import Event
 from ..protocol.frames import MAX_HISTORY_PAGE, ROOM_PATTERN
 
 __all__ = [
     "MAX_OFFSET",
+    "BroadcastBody",
+    "BroadcastOut",
+    "DisconnectBody",
     "ErrorBody",
     "HistoryOut",
     "MessageOut",
@@ -20,6 +24,7 @@ __all__ = [
     "PublishBody",
     "PublishedOut",
     "RoomName",
+    "StatsOut",
 ]
 
 RoomName = Annotated[
@@ -144,3 +149,40 @@ class RoomList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+RoomField = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=f"^{ROOM_PATTERN.pattern}$", examples=["feed:a"]),
+]
+
+
+class BroadcastBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    rooms: list[RoomField] = Field(min_length=1, description="each gets one publish, in order")
+    data: JsonValue = Field(description="any JSON value")
+
+
+class BroadcastOut(BaseModel):
+    published: list[PublishedOut]
+
+
+class DisconnectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: Literal[tuple(int(c) for c in CloseCode if 3000 <= c <= 3999)] = Field(  # type: ignore[valid-type]
+        default=int(CloseCode.DISCONNECTED),
+        description="a close code of the table (docs/protocol.md): 3503 (default) tells "
+        "clients not to reconnect, 3000-3499 to reconnect",
+    )
+
+
+class StatsOut(BaseModel):
+    node: str = Field(description="this process (each worker answers for itself)")
+    connections: int
+    websockets: int
+    sse_streams: int
+    subscriptions: int
+    rooms: int
+    draining: bool

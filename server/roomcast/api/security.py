@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from ..auth import Authority, Principal, TokenExpiredError
 from ..protocol.errors import ConnectionClosing
-from .deps import RoomcastDep
+from .deps import RoomcastDep, scope_principal
 from .schemas import ErrorBody
 
 __all__ = [
@@ -67,14 +67,18 @@ def denied(principal: Principal, what: str) -> HTTPException:
 
 
 async def get_caller(
+    request: Request,
     rc: RoomcastDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    """The principal of a REST request."""
+    """The principal of a REST request (an API key, a token, or what the
+    application's ``authenticate`` returned)."""
     try:
         return await rc.authority.rest_principal(
-            bearer.credentials if bearer is not None else None, api_key
+            bearer.credentials if bearer is not None else None,
+            api_key,
+            scope_principal(request),
         )
     except ConnectionClosing as exc:
         raise http_error(exc) from None

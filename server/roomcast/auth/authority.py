@@ -24,6 +24,11 @@ API key (REST)              everything              everything
 
 A namespace with ``client_publish=false`` refuses publishes from everyone but
 API keys.
+
+When the application authenticates (``Roomcast(authenticate=...)``,
+:attr:`Authority.host_authenticates`), its principal replaces tokens on every
+transport and the ``auth`` setting plays no part; API keys still make a REST
+caller an administrator, and the room patterns and namespaces still decide.
 """
 
 from __future__ import annotations
@@ -50,9 +55,11 @@ def anonymous_id() -> str:
 
 
 class Authority:
-    def __init__(self, settings: Settings) -> None:
-        self.required = settings.auth == "jwt"
-        self.verifier = TokenVerifier(settings) if self.required else None
+    def __init__(self, settings: Settings, *, host_authenticates: bool = False) -> None:
+        self.host_authenticates = host_authenticates
+        """The application's ``authenticate`` makes every principal (no tokens)."""
+        self.required = settings.auth == "jwt" or host_authenticates
+        self.verifier = TokenVerifier(settings) if settings.auth == "jwt" else None
         self.namespaces = Namespaces(load_namespaces(settings), presence=settings.presence)
         self.origins = OriginPolicy(settings.allowed_origins)
         self.limiter = ConnectionLimiter(
@@ -64,7 +71,9 @@ class Authority:
 
     def warn_if_open(self) -> None:
         """Log loudly when anyone may do anything (the zero-setup default)."""
-        if not self.required:
+        if self.host_authenticates:
+            log.info("connections are authenticated by the application (authenticate)")
+        elif not self.required:
             log.warning(
                 "ROOMCAST_AUTH=off: anyone who can reach this server may read and publish "
                 "in every room%s. Set ROOMCAST_AUTH=jwt before exposing it (docs/security.md).",
@@ -74,6 +83,8 @@ class Authority:
     @property
     def anonymous_allowed(self) -> bool:
         """Whether a client without a token may connect at all."""
+        if self.host_authenticates:
+            return False
         return not self.required or self.namespaces.any_public
 
     def anonymous(self, name: str | None = None) -> Principal:
@@ -89,6 +100,8 @@ class Authority:
         must be valid; without one the client is anonymous if some namespace
         is public. Raises the errors of auth/errors.py.
         """
+        if self.host_authenticates:
+            raise InvalidCredentials("the application authenticates connections")
         if self.verifier is None:
             return self.anonymous(name)
         if token is None:
@@ -105,9 +118,19 @@ class Authority:
             found |= hmac.compare_digest(given, candidate)
         return found
 
-    async def rest_principal(self, bearer: str | None, api_key: str | None) -> Principal:
+    async def rest_principal(
+        self, bearer: str | None, api_key: str | None, host: Principal | None = None
+    ) -> Principal:
         """The principal of a REST request from its ``Authorization: Bearer`` and
-        ``X-API-Key`` headers. A bearer may be an API key or (``auth=jwt``) a token."""
+        ``X-API-Key`` headers. A bearer may be an API key or (``auth=jwt``) a token.
+
+        When the application authenticates, ``host`` is what its ``authenticate``
+        returned: an API key (header, or a bearer that is one) still makes the
+        caller an administrator; otherwise ``host`` is the caller, and without
+        one the request is refused (a bearer that is not an API key is the
+        application's business)."""
+        if self.host_authenticates:
+            return self._host_rest_principal(bearer, api_key, host)
         # Every credential presented must hold: one that does not is refused, never ignored.
         admin = False
         if api_key is not None:
@@ -131,6 +154,19 @@ class Authority:
         if not self.required:  # API keys guard REST writes; reads stay open
             return Principal("api", "api", ALL, NONE, anonymous=True)
         return Principal("api", "api", NONE, NONE, anonymous=True)
+
+    def _host_rest_principal(
+        self, bearer: str | None, api_key: str | None, host: Principal | None
+    ) -> Principal:
+        if api_key is not None:
+            if not self.api_key(api_key):
+                raise InvalidCredentials("unknown API key")
+            return Principal("api", "api", ALL, ALL, admin=True)
+        if bearer is not None and self.api_key(bearer):
+            return Principal("api", "api", ALL, ALL, admin=True)
+        if host is None:
+            raise InvalidCredentials("not authenticated")
+        return host
 
     def may_subscribe(self, principal: Principal, room: str) -> bool:
         """Subscribe, read history and presence."""

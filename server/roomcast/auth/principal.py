@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Patterns", "Principal"]
+__all__ = ["Patterns", "PatternsLike", "Principal", "as_patterns"]
 
 
 class Patterns:
@@ -31,6 +31,12 @@ class Patterns:
     def __bool__(self) -> bool:
         return bool(self.sources)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Patterns) and other.sources == self.sources
+
+    def __hash__(self) -> int:
+        return hash(self.sources)
+
     def __repr__(self) -> str:
         return f"Patterns({list(self.sources)!r})"
 
@@ -46,20 +52,64 @@ ALL = Patterns(["*"])
 NONE = Patterns([])
 
 
-@dataclass(frozen=True, slots=True)
+PatternsLike = Patterns | Iterable[str] | str
+"""Room patterns as a :class:`Patterns`, a list of patterns, or one pattern."""
+
+
+def as_patterns(value: PatternsLike) -> Patterns:
+    if isinstance(value, Patterns):
+        return value
+    if isinstance(value, str):
+        return Patterns([value])
+    return Patterns(value)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Principal:
-    """The identity and permissions one connection or request acts with."""
+    """The identity and permissions one connection or request acts with.
+
+    roomcast makes them from tokens and API keys; an application's own
+    ``authenticate`` returns one::
+
+        Principal("u42", "Ann", subscribe=["chat:*"], publish=["chat:*"])
+
+    Room patterns are shell-style (``chat:*``, ``dm:u42``, ``*``); a plain list,
+    one string or a :class:`Patterns` will do.
+    """
 
     user: str
-    """The token's ``sub``; for anonymous clients, a generated id."""
+    """The user's stable id (a token's ``sub``); for anonymous clients, a generated id.
+    What ``rc.disconnect(user)`` and the per-user connection limit count by."""
     name: str
-    """Shown to others (presence, message sender): the token's ``name`` or ``sub``."""
-    subscribe: Patterns = NONE
+    """Shown to others (presence, message sender): a token's ``name`` or ``sub``."""
+    subscribe: Patterns
     """Rooms it may subscribe to and read (history, presence)."""
-    publish: Patterns = NONE
+    publish: Patterns
     """Rooms it may publish to."""
-    expires: float | None = None
-    """Unix time the token expires at; None: never (anonymous, API key)."""
-    anonymous: bool = False
-    admin: bool = False
-    """An API key: publishes anywhere and administers rooms over REST."""
+    expires: float | None
+    """Unix time the credentials expire at (the connection is closed 3003 then);
+    None: never."""
+    anonymous: bool
+    admin: bool
+    """May do anything: publish anywhere and administer rooms over REST (API keys)."""
+
+    def __init__(
+        self,
+        user: str,
+        name: str | None = None,
+        subscribe: PatternsLike = NONE,
+        publish: PatternsLike = NONE,
+        expires: float | None = None,
+        anonymous: bool = False,
+        admin: bool = False,
+    ) -> None:
+        if not isinstance(user, str) or not user:
+            raise ValueError("a principal's user must be a non-empty string")
+        set_ = object.__setattr__
+        set_(self, "user", user)
+        set_(self, "name", name or user)
+        set_(self, "subscribe", as_patterns(subscribe))
+        set_(self, "publish", as_patterns(publish))
+        set_(self, "expires", expires)
+        set_(self, "anonymous", anonymous)
+        set_(self, "admin", admin)

@@ -1,6 +1,11 @@
 """One connection's identity: its principal, its token's expiry, its place in
 the connection limits. Shared by the WebSocket and SSE transports.
 
+A principal comes from a token (:meth:`Client.login`) or, when the application
+authenticates, from its ``authenticate`` at the handshake (:meth:`Client.admit`);
+either way the application's ``on_connect`` hook sees it first, and
+``on_disconnect`` when the connection ends (:meth:`Client.release`).
+
 When the token expires the connection is closed with 3003 (TOKEN_EXPIRED),
 unless a ``refresh`` brought a new one first.
 """
@@ -19,16 +24,19 @@ from ..auth import (
     TokenExpiredError,
     TooManyConnections,
 )
+from ..hooks import HookRunner
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, ErrorCode
-from ..protocol.errors import RequestError
+from ..protocol.errors import ConnectionRefused, RequestError, Unauthorized
 from .inflight import InFlight
 
 __all__ = ["Client"]
 
+NO_HOOKS = HookRunner(None, timeout=1.0)
+
 
 class Client:
-    """Call :meth:`release` when the connection ends."""
+    """Call :meth:`release` (and then :meth:`disconnected`) when the connection ends."""
 
     def __init__(
         self,
@@ -37,8 +45,11 @@ class Client:
         lease: ConnectionLease,
         handshake_token: str | None = None,
         max_inflight: int = 1,
+        *,
+        hooks: HookRunner = NO_HOOKS,
     ) -> None:
         self.authority = authority
+        self.hooks = hooks
         self.sub = sub
         self.inflight = InFlight(sub, max_inflight)
         """Publishes submitted and not yet answered (inflight.py)."""
@@ -46,6 +57,8 @@ class Client:
         self.handshake_token = handshake_token
         """A token from the handshake (cookie or query), used unless ``connect`` brings one."""
         self.principal: Principal | None = None
+        self.connected: Principal | None = None
+        """The principal ``on_connect`` passed, for ``on_disconnect``."""
         self._expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -53,17 +66,45 @@ class Client:
         """No principal yet, and anonymous clients are not let in."""
         return self.principal is None and not self.authority.anonymous_allowed
 
-    async def login(self, token: str | None, name: str | None) -> Principal:
+    async def login(
+        self, token: str | None, name: str | None, request_id: int | None = None
+    ) -> Principal:
         """Authenticate with ``token`` (or as anonymous). Raises the
-        ConnectionClosing errors of auth/errors.py (3500, 3003, 1013, 3004)."""
+        ConnectionClosing errors of auth/errors.py (3500, 3003, 1013, 3004), and
+        ConnectionRefused when ``on_connect`` refuses.
+
+        When the application authenticates, the principal was admitted at the
+        handshake and tokens play no part: a ``connect`` may only rename an
+        anonymous principal."""
+        if self.authority.host_authenticates:
+            if self.principal is None:
+                raise Unauthorized("the application did not authenticate this connection")
+            if name is not None:
+                self.rename(name)
+            return self.principal
         principal = await self.authority.authenticate(token, name)
-        self.adopt(principal)
+        await self.admit(principal, request_id)
         return principal
+
+    async def admit(self, principal: Principal, request_id: int | None = None) -> None:
+        """Run ``on_connect`` for ``principal``, then act as it (:meth:`adopt`).
+        Raises ConnectionRefused when the hook refuses, TooManyConnections over
+        the per-user limit."""
+        if self.connected is None or self.connected.user != principal.user:
+            try:
+                await self.hooks.connect(principal, request_id)
+            except RequestError as exc:
+                raise ConnectionRefused(exc) from None
+        self.adopt(principal)
+        self.connected = principal
 
     async def refresh(self, token: str, request_id: int | None) -> list[str]:
         """Replace the token before it expires; returns the rooms the new token
         no longer allows (the caller unsubscribes them). Failures are error
         replies: the connection stays until the old token expires."""
+        if self.authority.host_authenticates:
+            message = "tokens are not used: the application authenticates connections"
+            raise RequestError(ErrorCode.BAD_REQUEST, message, request_id)
         if self.authority.verifier is None:
             raise RequestError(ErrorCode.BAD_REQUEST, "tokens are not used (auth=off)", request_id)
         try:
@@ -89,6 +130,7 @@ class Client:
         self.lease.claim_user(None if principal.anonymous else principal.user)
         self.principal = principal
         self.sub.user = principal.name
+        self.sub.user_id = principal.user
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -124,3 +166,9 @@ class Client:
             self._expiry.cancel()
             self._expiry = None
         self.lease.release()
+
+    async def disconnected(self) -> None:
+        """Run ``on_disconnect`` once, if ``on_connect`` passed (never raises)."""
+        principal, self.connected = self.connected, None
+        if principal is not None:
+            await self.hooks.disconnect(principal)

@@ -4,8 +4,9 @@ Transport-agnostic: it needs the connection's :class:`Session` and
 :class:`Client` (its principal, and its :class:`Subscriber`, where replies
 are queued in order with events). Every request is checked with the
 :class:`~roomcast.auth.Authority` through the client before it reaches the
-hub. Errors become error replies here; only :class:`ConnectionClosing`
-escapes to the transport.
+hub, and then by the application's hooks (``on_subscribe``, ``on_publish``:
+hooks.py), in the reader's own task. Errors become error replies here; only
+:class:`ConnectionClosing` escapes to the transport.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import DurableNotPersisted, Hub
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
-from ..protocol.errors import ConnectionClosing, RequestError, Unauthorized
+from ..protocol.errors import ConnectionClosing, ConnectionRefused, RequestError, Unauthorized
 from ..protocol.events import Position
 from ..protocol.frames import (
     Connect,
@@ -64,10 +65,9 @@ async def _carry_out(request: Request, hub: Hub, session: Session, client: Clien
         await _connect(request, client)
         return
     if client.principal is None:  # no connect frame: the handshake's token, or anonymous
-        await client.login(client.handshake_token, None)
+        await client.login(client.handshake_token, None, rid)
     if isinstance(request, Publish):
-        client.check_publish(request.room, rid)
-        data = session.payload(request)
+        data = await _checked_payload(request, session, client)
         try:
             event = await hub.publish(request.room, data, sub.user, durable=request.durable)
         except DurableNotPersisted as exc:
@@ -75,6 +75,8 @@ async def _carry_out(request: Request, hub: Hub, session: Session, client: Clien
         sub.offer(encode_reply(rid, {"epoch": event.epoch, "offset": event.offset}))
     elif isinstance(request, Subscribe):
         client.check_read(request.room, rid)
+        assert client.principal is not None  # check_read refuses without one
+        await client.hooks.subscribe(client.principal, request.room, rid)
         s = request.since
         since = None if s is None else Position(s.epoch, s.offset)
         room = request.room
@@ -114,7 +116,7 @@ async def _connect(request: Connect, client: Client) -> None:
     """Authenticate with the frame's token (or the handshake's, or none)."""
     token = request.token or client.handshake_token
     if token is not None or client.principal is None:
-        principal = await client.login(token, request.name)
+        principal = await client.login(token, request.name, request.id)
     else:
         principal = client.principal
         if request.name is not None:
@@ -154,6 +156,9 @@ async def handle_text(text: str, hub: Hub, session: Session, client: Client) -> 
         inflight.add_frame(encode_error(exc.request_id, exc.code, exc.message))
         if exc.code is ErrorCode.FORBIDDEN:
             session.refused()  # probing rooms counts towards max_bad_frames
+    except ConnectionRefused as exc:  # on_connect said no: its error, then the close
+        inflight.add_frame(encode_error(rid, exc.error.code, exc.error.message))
+        raise
     except ConnectionClosing:
         raise
     except Unavailable as exc:
@@ -168,8 +173,7 @@ async def _submit_publish(request: Publish, hub: Hub, session: Session, client: 
     when it completes (inflight.py)."""
     await client.inflight.room()
     rid = request.id
-    client.check_publish(request.room, rid)
-    data = session.payload(request)
+    data = await _checked_payload(request, session, client)
     try:
         pending = await hub.submit_publish(
             request.room, data, client.sub.user, durable=request.durable
@@ -177,3 +181,16 @@ async def _submit_publish(request: Publish, hub: Hub, session: Session, client: 
     except DurableNotPersisted as exc:
         raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
     client.inflight.add(rid, pending)
+
+
+async def _checked_payload(request: Publish, session: Session, client: Client) -> bytes:
+    """The data to publish: permission and size checked, then ``on_publish``'s say."""
+    client.check_publish(request.room, request.id)
+    data = session.payload(request)
+    hooks = client.hooks
+    if hooks.on_publish:
+        assert client.principal is not None  # check_publish refuses without one
+        replaced = await hooks.publish(client.principal, request.room, request.data, request.id)
+        if replaced is not None:
+            return replaced
+    return data

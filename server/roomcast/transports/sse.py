@@ -23,6 +23,12 @@ What a client sees (docs/protocol.md, "Server-Sent Events"):
 
 Same bounds as WebSocket: the bounded outbox and eviction, the send watchdog,
 and sse-starlette's per-send timeout (``send_timeout``).
+
+Shutdown: roomcast's drain ends every stream with ``close`` 3000. When the
+server shuts down on its own (an application that mounts roomcast keeps the
+signals), sse-starlette notices uvicorn's exit; the stream then starts the
+drain (:attr:`Services.server_shutdown`) and gets ``drain_timeout`` seconds to
+send its ``close`` before sse-starlette cancels it.
 """
 
 from __future__ import annotations
@@ -30,20 +36,23 @@ from __future__ import annotations
 import functools
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import anyio
 import orjson
 from sse_starlette import EventSourceResponse
 
-from ..auth import Authority, ConnectionLease, Principal
+from ..auth import ConnectionLease, Principal
 from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
 from ..protocol.codes import CloseCode, close_reason
+from ..protocol.errors import RoomcastError
 from ..protocol.events import Position
 from ..settings import Settings
 from .client import Client
+from .services import Services
 from .websocket import new_connection_id
 
 __all__ = ["LastEventIdError", "parse_last_event_id", "sse_response"]
@@ -51,7 +60,7 @@ __all__ = ["LastEventIdError", "parse_last_event_id", "sse_response"]
 _ROOM = re.compile(r'"room":"([^"]*)"')
 
 
-class LastEventIdError(ValueError):
+class LastEventIdError(RoomcastError, ValueError):
     """A Last-Event-ID this server did not issue."""
 
 
@@ -128,6 +137,7 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     sub = client.sub
     client.adopt(principal)  # starts the expiry timer: a ``close`` 3003 at exp
+    client.connected = principal  # on_connect passed (api/realtime.py): on_disconnect at the end
     several = len(since) > 1
     positions: dict[str, str] = {
         room: f"{pos.epoch}:{pos.offset}" for room, pos in since.items() if pos is not None
@@ -163,19 +173,32 @@ async def _stream(
         client.release()
         with anyio.CancelScope(shield=True):
             await hub.disconnect(sub)
+            await client.disconnected()
+
+
+class _DrainOnExit:
+    """The ``shutdown_event`` sse-starlette sets when the server exits: starts the drain."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self, start: Callable[[], None]) -> None:
+        self._start = start
+
+    def set(self) -> None:
+        self._start()
 
 
 def sse_response(
-    hub: Hub,
-    settings: Settings,
+    services: Services,
     since: dict[str, Position | None],
-    authority: Authority,
     principal: Principal,
     lease: ConnectionLease,
 ) -> EventSourceResponse:
     """The event stream of ``since``'s rooms, each resumed from its position, for
-    an authenticated ``principal`` holding ``lease`` (released when the stream ends,
-    or when it is dropped before it started)."""
+    an admitted ``principal`` (authenticated, allowed every room, ``on_connect``
+    passed) holding ``lease`` (released when the stream ends, or when it is
+    dropped before it started)."""
+    hub, settings = services.hub, services.settings
     sub = Subscriber(
         new_connection_id(),
         principal.name,
@@ -183,10 +206,12 @@ def sse_response(
         max_bytes=settings.outbox_max_bytes,
         sse=True,
     )
-    client = Client(authority, sub, lease)
+    client = Client(services.authority, sub, lease, hooks=services.hooks)
     weakref.finalize(client, lease.release)
     return EventSourceResponse(
         _stream(hub, client, principal, since, settings),
         ping=settings.sse_keepalive,
         send_timeout=settings.send_timeout,
+        shutdown_event=cast(anyio.Event, _DrainOnExit(services.server_shutdown)),
+        shutdown_grace_period=settings.drain_timeout,
     )

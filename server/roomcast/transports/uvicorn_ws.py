@@ -15,7 +15,14 @@ allowed now:
   writing at the high-water mark, so backpressure still reaches the outbox:
   while paused, frames queue and a peer that stops reading is evicted), and
 * no extension (per-message compression) was negotiated: only then are the
-  server's frames identical for every connection.
+  server's frames identical for every connection (:attr:`DirectWriter.usable`).
+
+It also lets the application take over the server's shutdown of a connection:
+uvicorn's own shutdown (SIGTERM without roomcast's signal handlers, as in an
+application that mounts roomcast) closes every WebSocket with 1012 at once.
+When the application has set :attr:`DirectWriter.on_shutdown`, that is called
+instead, and the application closes the connection itself (roomcast's drain:
+queued frames, then 3000); uvicorn then waits for it as for any connection.
 
 Everything else (accept, replies, pings, close) goes through uvicorn as usual.
 uvicorn writes the output of every protocol action at once, so nothing of its
@@ -36,6 +43,7 @@ docs/performance.md.)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -49,11 +57,15 @@ DIRECT = "roomcast.direct"
 class DirectWriter:
     """Handed to the application with the scope; used only once it has accepted."""
 
-    __slots__ = ("_flag", "_protocol")
+    __slots__ = ("_flag", "_protocol", "on_shutdown", "usable")
 
     def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
         self._flag = protocol.writable
+        self.usable = not protocol.conn.extensions
+        """No extension negotiated: shared pre-built frames may be written."""
+        self.on_shutdown: Callable[[], object] | None = None
+        """Set by the application to close the connection itself on server shutdown."""
 
     def ready(self) -> bool:
         # Called once per connection per flush: plain attributes only, cheapest first.
@@ -143,8 +155,23 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
-        if scope is not None and not self.conn.extensions:
+        if scope is not None:
             scope["extensions"][DIRECT] = DirectWriter(self)
+
+    def shutdown(self) -> None:
+        """uvicorn's shutdown: the application's, if it asked (see the module docstring)."""
+        scope = getattr(self, "scope", None)
+        writer = None if scope is None else scope["extensions"].get(DIRECT)
+        handler = None if writer is None else writer.on_shutdown
+        if (
+            handler is not None
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            handler()
+            return
+        super().shutdown()
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -2,12 +2,20 @@
 
 Before the handshake is accepted, the ``Origin`` is checked against the
 allowed origins (cross-site WebSocket hijacking): a page of another site gets
-HTTP 403. After it, a connection over the per-address limit is closed 3004,
-and a token from the handshake (the auth cookie, or a ``token`` query
-parameter) is verified; the recommended way is a ``connect`` frame with the
-token, which keeps it out of URLs and logs. When credentials are required
-(``auth=jwt`` with no public namespace), a connection that has not sent
-``connect`` within ``auth_timeout`` is closed 3500.
+HTTP 403. When the application authenticates, its principal (from
+``authenticate``, run as a dependency of the route) and its ``on_connect``
+hook decide before the upgrade too: refused, the handshake is answered with
+the HTTP status of the refusal (401 without a principal). After the upgrade, a
+connection over the per-address limit is closed 3004, and a token from the
+handshake (the auth cookie, or a ``token`` query parameter) is verified; the
+recommended way is a ``connect`` frame with the token, which keeps it out of
+URLs and logs. When credentials are required (``auth=jwt`` with no public
+namespace), a connection that has not sent ``connect`` within
+``auth_timeout`` is closed 3500.
+
+When uvicorn runs roomcast's protocol (uvicorn_ws.py), the connection takes
+direct frame writes, and the server's own shutdown starts roomcast's drain
+(3000) instead of closing it with 1012.
 
 The connection's own task (the ASGI endpoint) is the reader: it receives
 frames, feeds them to the session and dispatch, and queues replies in the
@@ -41,20 +49,22 @@ import logging
 import secrets
 import time
 
+from starlette.responses import JSONResponse
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..auth import Authority
+from ..auth import Authority, Principal
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
-from ..protocol.codes import CloseCode, close_reason
-from ..protocol.errors import ConnectionClosing
+from ..protocol.codes import CloseCode, close_reason, http_status_of
+from ..protocol.errors import ConnectionClosing, RequestError
 from ..protocol.session import Session, SessionLimits
 from ..protocol.wsframe import text_frame
 from ..settings import Settings
 from .client import Client
 from .dispatch import handle_text
-from .uvicorn_ws import DIRECT
+from .services import Services
+from .uvicorn_ws import DIRECT, DirectWriter
 
 __all__ = ["serve_websocket"]
 
@@ -166,17 +176,49 @@ def handshake_token(ws: WebSocket, authority: Authority) -> str | None:
     return ws.query_params.get("token") or ws.cookies.get(authority.cookie) or None
 
 
+async def refuse_handshake(ws: WebSocket, status: int, detail: str) -> None:
+    """Answer the upgrade with HTTP ``status`` and a JSON ``detail``, where the
+    server can send one (uvicorn's ``websocket.http.response``); elsewhere the
+    handshake is refused with 403."""
+    if "websocket.http.response" in (ws.scope.get("extensions") or {}):
+        await ws.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+    else:
+        await ws.close(CloseCode.POLICY)
+
+
+async def _admit_before_upgrade(
+    ws: WebSocket, services: Services, principal: Principal | None
+) -> bool:
+    """When the application authenticates: a principal, and ``on_connect``'s yes."""
+    if principal is None:
+        await refuse_handshake(ws, 401, "not authenticated")
+        return False
+    try:
+        await services.hooks.connect(principal)
+    except RequestError as exc:
+        await refuse_handshake(ws, http_status_of(exc.code), exc.message)
+        return False
+    return True
+
+
 async def serve_websocket(
-    ws: WebSocket, hub: Hub, settings: Settings, authority: Authority
+    ws: WebSocket, services: Services, principal: Principal | None = None
 ) -> None:
-    """Run one WebSocket connection from the handshake to cleanup."""
+    """Run one WebSocket connection from the handshake to cleanup. ``principal``:
+    what the application's ``authenticate`` made of the handshake, if it has one."""
+    hub, settings, authority = services.hub, services.settings, services.authority
     if not authority.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
         log.info("refused a WebSocket from origin %r", ws.headers.get("origin"))
         await ws.close(CloseCode.POLICY)  # before accept: the upgrade is refused with 403
         return
+    host_principal = authority.host_authenticates
+    if host_principal and not await _admit_before_upgrade(ws, services, principal):
+        return
     await ws.accept()
     if hub.draining:  # shutting down: send the client elsewhere at once
         await _close(ws, CloseCode.SHUTDOWN, settings.slow_close_timeout)
+        if host_principal and principal is not None:
+            await services.hooks.disconnect(principal)
         return
     sub = Subscriber(
         new_connection_id(),
@@ -188,19 +230,35 @@ async def serve_websocket(
         lease = authority.limiter.lease(ws.client.host if ws.client else None)
     except ConnectionClosing as exc:
         await _close(ws, exc.close_code, settings.slow_close_timeout)
+        if host_principal and principal is not None:
+            await services.hooks.disconnect(principal)
         return
     client = Client(
-        authority, sub, lease, handshake_token(ws, authority), settings.max_inflight_publishes
+        authority,
+        sub,
+        lease,
+        handshake_token(ws, authority),
+        settings.max_inflight_publishes,
+        hooks=services.hooks,
     )
     try:
-        if client.handshake_token is not None:
+        if host_principal and principal is not None:
+            client.connected = principal  # on_connect passed before the upgrade
+            client.adopt(principal)
+        elif client.handshake_token is not None:
             await client.login(client.handshake_token, None)
     except ConnectionClosing as exc:
-        lease.release()
+        client.release()
         await _close(ws, exc.close_code, settings.slow_close_timeout)
+        await client.disconnected()
         return
     session = Session(session_limits(settings), sub.rooms)
-    sub.direct = (ws.scope.get("extensions") or {}).get(DIRECT)  # under roomcast's protocol
+    writer_ext: DirectWriter | None = (ws.scope.get("extensions") or {}).get(DIRECT)
+    if writer_ext is not None:  # under roomcast's protocol
+        writer_ext.on_shutdown = services.server_shutdown
+        if writer_ext.usable:
+            sub.direct = writer_ext
+    services.note_websocket_path(writer_ext)
     hub.register(sub)
     opened = time.monotonic()
     peer = f"{ws.client.host}:{ws.client.port}" if ws.client else None
@@ -239,6 +297,7 @@ async def serve_websocket(
         sub.on_evict = None
         client.release()
         await hub.disconnect(sub)
+        await client.disconnected()
         code = None if sub.peer_gone or sub.close_code is None else int(sub.close_code)
         log.info(
             "connection %s closed (%s)", sub.conn_id, "by the peer" if code is None else code,

@@ -1,0 +1,132 @@
+"""REST for backends: the server-side API (server_api.py) over HTTP.
+
+Every route needs an administrator: an API key (``X-API-Key`` or
+``Authorization: Bearer``), or a principal the application made with
+``admin=True``. ``/broadcast`` runs ``on_publish`` per room, like every publish
+that comes over the wire; ``disconnect`` and ``unsubscribe`` act on every worker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from ..hub.broker import Unavailable
+from ..protocol.codes import CloseCode
+from .deps import RoomcastDep
+from .messages import API_SENDER, checked_data
+from .schemas import (
+    BroadcastBody,
+    BroadcastOut,
+    DisconnectBody,
+    ErrorBody,
+    PublishedOut,
+    RoomName,
+    StatsOut,
+)
+from .security import AUTH_ERRORS, Caller, denied
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["server"])
+
+Responses = dict[int | str, dict[str, Any]]
+UNAVAILABLE: Responses = {503: {"model": ErrorBody, "description": "the broker is unavailable"}}
+BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
+TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "data over max_payload_bytes"}}
+
+UserId = Annotated[
+    str,
+    Path(min_length=1, max_length=256, description="a principal's user id (a token's sub)"),
+]
+
+
+def _unavailable(exc: Unavailable) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
+
+
+@router.post(
+    "/broadcast",
+    response_model=BroadcastOut,
+    responses=BAD_BODY | AUTH_ERRORS | TOO_LARGE | UNAVAILABLE,
+)
+async def broadcast(body: BroadcastBody, rc: RoomcastDep, caller: Caller) -> BroadcastOut:
+    """Publish `data` to every room of `rooms`, in order (needs an API key). On a 503
+    the rooms before the failure did get it."""
+    if not caller.admin:
+        raise denied(caller, "broadcast")
+    limit = rc.settings.max_broadcast_rooms
+    if len(body.rooms) > limit:  # a 422 like every other invalid body
+        msg = f"at most {limit} rooms per broadcast (max_broadcast_rooms)"
+        error = {"type": "too_long", "loc": ("body", "rooms"), "msg": msg, "input": None}
+        raise RequestValidationError([error])
+    published = []
+    for room in dict.fromkeys(body.rooms):
+        data = await checked_data(rc, caller, room, body.data)
+        try:
+            event = await rc.hub.publish(room, data, API_SENDER)
+        except Unavailable as exc:
+            raise _unavailable(exc) from None
+        published.append(PublishedOut(room=room, epoch=event.epoch, offset=event.offset))
+    return BroadcastOut(published=published)
+
+
+@router.post(
+    "/users/{user}/disconnect",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=BAD_BODY | AUTH_ERRORS | UNAVAILABLE,
+)
+async def disconnect_user(
+    user: UserId, rc: RoomcastDep, caller: Caller, body: DisconnectBody | None = None
+) -> Response:
+    """Close every connection of the user on every worker (WebSocket close, SSE `close`
+    event) with `code` (default 3503: do not reconnect). Needs an API key."""
+    if not caller.admin:
+        raise denied(caller, "disconnect users")
+    code = CloseCode.DISCONNECTED if body is None else CloseCode(body.code)
+    try:
+        await rc.disconnect(user, code=code)
+    except Unavailable as exc:
+        raise _unavailable(exc) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/users/{user}/rooms/{room}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=AUTH_ERRORS | UNAVAILABLE,
+)
+async def unsubscribe_user(
+    user: UserId, room: RoomName, rc: RoomcastDep, caller: Caller
+) -> Response:
+    """Take every connection of the user out of the room on every worker; each gets an
+    `unsubscribed` event. Needs an API key."""
+    if not caller.admin:
+        raise denied(caller, "unsubscribe users")
+    try:
+        await rc.unsubscribe(user, room)
+    except Unavailable as exc:
+        raise _unavailable(exc) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/stats", response_model=StatsOut, responses=AUTH_ERRORS)
+async def stats(rc: RoomcastDep, caller: Caller) -> StatsOut:
+    """This process's connections, subscriptions and rooms (each worker answers for
+    itself). Needs an API key."""
+    if not caller.admin:
+        raise denied(caller, "read stats")
+    s = rc.stats()
+    return StatsOut(
+        node=s.node,
+        connections=s.connections,
+        websockets=s.websockets,
+        sse_streams=s.sse_streams,
+        subscriptions=s.subscriptions,
+        rooms=s.rooms,
+        draining=s.draining,
+    )

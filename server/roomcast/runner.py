@@ -1,0 +1,82 @@
+"""Running an app that serves roomcast under uvicorn with roomcast's WebSocket
+protocol (the fast path): ``roomcast serve`` and :func:`run`.
+
+Fan-out is fast when uvicorn runs roomcast's own WebSocket protocol
+(transports/uvicorn_ws.py): each event is written to each socket as one
+pre-built frame, with no task switch per connection. uvicorn's stock protocol
+works too, through ASGI sends, at roughly a third of the rate. Three ways to get
+the fast path for a host app::
+
+    roomcast.run(app, port=8000)            # or "main:app" with workers=2
+    uvicorn.run(app, ws=roomcast.WebSocketProtocol, ...)
+    uvicorn main:app --ws roomcast:WebSocketProtocol
+
+:func:`serving_websocket_protocol` tells, at start-up, which one the server uses
+(the lifespan logs it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from .logs import log_config
+from .settings import Settings
+
+__all__ = ["PROTOCOL_PATH", "run", "serving_websocket_protocol", "uvicorn_config_kwargs"]
+
+PROTOCOL_PATH = "roomcast.transports.uvicorn_ws:RoomcastWebSocketProtocol"
+"""roomcast's uvicorn WebSocket protocol (``roomcast.WebSocketProtocol``), as
+uvicorn's ``ws`` takes it; imported by uvicorn only when it serves."""
+
+
+def uvicorn_config_kwargs(settings: Settings) -> dict[str, Any]:
+    """The uvicorn settings roomcast runs with: the websockets-sansio engine (it has
+    write backpressure) with roomcast's direct writer (transports/uvicorn_ws.py),
+    our frame size limit, pings and shutdown timeout."""
+    return {
+        "log_config": log_config(settings),
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_level": settings.log_level,
+        "lifespan": "on",
+        "ws": PROTOCOL_PATH,
+        "ws_max_size": settings.ws_max_size,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_timeout,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+
+
+def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -> None:
+    """Serve ``app`` (an ASGI app, or ``"module:attr"``, which ``workers`` above 1
+    needs) with uvicorn and roomcast's WebSocket protocol.
+
+    Defaults come from ``settings`` (``ROOMCAST_*``: host, port, workers, log
+    format with token redaction, WebSocket limits and pings, graceful shutdown);
+    ``uvicorn_options`` override any of them. Signals stay uvicorn's: on SIGTERM
+    uvicorn's shutdown starts roomcast's drain, so WebSocket clients get 3000
+    and SSE streams a ``close`` event (docs/embedding.md).
+    """
+    import uvicorn
+
+    options = uvicorn_config_kwargs(settings or Settings())
+    options.update(uvicorn_options)
+    uvicorn.run(app, **options)
+
+
+def serving_websocket_protocol() -> type | None:
+    """The WebSocket protocol class of the uvicorn server running this process,
+    when that can be told (uvicorn serving from the main thread: its SIGTERM
+    handler is a method of its ``Server``); else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    config = getattr(server, "config", None)
+    protocol = getattr(config, "ws_protocol_class", None)
+    return protocol if isinstance(protocol, type) else None

@@ -1,0 +1,248 @@
+"""The Roomcast runtime: one process's settings, database, broker, hub and
+routes, the same whether ``roomcast serve`` runs it or a host app mounts it::
+
+    rc = Roomcast(authenticate=my_authenticate, hooks=Hooks(on_publish=moderate))
+    app = FastAPI(lifespan=rc.lifespan)
+    app.include_router(rc.router, prefix="/rt", dependencies=[Depends(require_session)])
+
+    @app.post("/orders")
+    async def order(...):
+        await rc.publish("orders:new", {...})
+
+The lifespan brings the database schema up to date, starts the batched
+writer, lets persisted rooms on the memory broker continue where they left
+off, starts the broker and hub, and stops everything in reverse order: drain
+(every connection closed with 3000), hub and broker, writer (it commits what
+is queued), database. With ``handle_signals`` (the standalone server) it also
+drains on SIGTERM/SIGINT before uvicorn's own shutdown (drain.py); without
+(a mounted app: the signals are the host's), uvicorn's shutdown starts the
+drain itself (WebSockets under roomcast's protocol, SSE streams), and the
+lifespan's exit drains whatever is left.
+
+The server-side API (:class:`~roomcast.server_api.ServerAPI`: ``publish``,
+``broadcast``, ``history``, ``presence``, ``disconnect``, ``unsubscribe``,
+``stats``) works from the host's request handlers and background tasks while
+the lifespan runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from .api import health, metrics, realtime, rooms, server
+from .api import messages as messages_api
+from .api.deps import Authenticate, binder
+from .api.web import default_web_dir, web_router
+from .auth import Authority
+from .db.archive import SqlArchive
+from .db.engine import create_engine
+from .db.migrate import upgrade_async
+from .db.store import MessageStore
+from .db.writer import BatchedWriter
+from .drain import drain_on_signals
+from .hooks import HookRunner, Hooks
+from .hub.archive import RoomOptions
+from .hub.broker import Broker
+from .hub.hub import Hub
+from .hub.memory import MemoryBroker
+from .runner import serving_websocket_protocol
+from .server_api import ServerAPI
+from .settings import Settings
+from .transports.services import Services
+
+__all__ = ["Roomcast", "make_broker"]
+
+log = logging.getLogger("roomcast")
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The broker the settings ask for: memory by default, Redis with a URL."""
+    if settings.redis_url:
+        from .hub.redis import RedisBroker
+
+        return RedisBroker(
+            settings.redis_url,
+            history_size=settings.history_size,
+            room_ttl=settings.room_ttl,
+            presence_ttl=settings.presence_ttl,
+            presence_refresh=settings.presence_refresh,
+            prefix=settings.redis_prefix,
+            sharded=settings.redis_sharded,
+            cluster=settings.redis_cluster,
+            timeout=settings.redis_timeout,
+            ping_interval=settings.redis_ping_interval,
+            backoff_cap=settings.redis_backoff_cap,
+        )
+    return MemoryBroker(history_size=settings.history_size, room_ttl=settings.room_ttl)
+
+
+class Roomcast(ServerAPI):
+    """One process's roomcast: settings, database, broker and hub, and its routes.
+
+    ``authenticate``: the application's own authentication, which replaces
+    roomcast's tokens on WebSocket, SSE and REST (docs/embedding.md): called
+    with the connection (and whatever it asks for with ``Depends``), it returns
+    a :class:`~roomcast.auth.Principal`, or None to refuse (401), or raises
+    (an ``HTTPException`` answers with its status). ``hooks``: in-process
+    hooks (hooks.py). ``handle_signals``: drain on SIGTERM/SIGINT before the
+    server's own shutdown; only for a process roomcast owns (``create_app``
+    sets it), never for an app that mounts roomcast.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        authenticate: Authenticate | None = None,
+        hooks: Hooks | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.settings = settings = settings or Settings()
+        self.handle_signals = handle_signals
+        self.authority = Authority(settings, host_authenticates=authenticate is not None)
+        timeout = settings.database_timeout
+        self.engine = create_engine(
+            settings.database_url, connect_timeout=timeout, busy_timeout=timeout
+        )
+        self.store = MessageStore(self.engine)
+        self.writer = BatchedWriter(
+            self.store,
+            max_pending=settings.writer_max_pending,
+            max_batch=settings.writer_max_batch,
+            max_delay=settings.writer_max_delay,
+        )
+        self.archive = SqlArchive(
+            self.store,
+            self.writer,
+            options_ttl=settings.room_options_ttl,
+            defaults=self.authority.namespaces.room_options,
+        )
+        self.hub = Hub(
+            make_broker(settings),
+            presence=settings.presence,
+            send_timeout=settings.send_timeout,
+            archive=self.archive,
+            replay_limit=settings.replay_limit,
+        )
+        self.services = Services(
+            self.hub,
+            settings,
+            self.authority,
+            HookRunner(hooks, settings.hook_timeout),
+            self.begin_drain,
+        )
+        self.running = False
+        self._drain: asyncio.Task[bool] | None = None
+        self.router = self._build_router(authenticate)
+        self.metrics = metrics.metrics_registry(self.hub)
+
+    def _build_router(self, authenticate: Authenticate | None) -> APIRouter:
+        """Every route, each bound to this instance; the routes that act for a
+        principal also run ``authenticate`` (api/deps.py), the probes and pages not."""
+        bound = [Depends(binder(self, None))]
+        guarded = [Depends(binder(self, authenticate))] if authenticate else bound
+        router = APIRouter()
+        for api in (realtime, rooms, messages_api, server):
+            router.include_router(api.router, dependencies=guarded)
+        router.include_router(health.router, dependencies=bound)
+        if self.settings.metrics:
+            router.include_router(metrics.router, dependencies=bound)
+        if self.settings.web:
+            pages = web_router(self.settings.web_dir or default_web_dir())
+            router.include_router(pages, dependencies=bound)
+        return router
+
+    async def drain(self) -> bool:
+        """Close every connection with 3000 and wait (``drain_timeout``)."""
+        return await self.hub.shutdown(timeout=self.settings.drain_timeout)
+
+    def begin_drain(self) -> None:
+        """Start :meth:`drain` without waiting for it (the server is shutting down)."""
+        if self._drain is None and self.running:
+            log.info("the server is shutting down: draining connections")
+            self._drain = asyncio.get_running_loop().create_task(self.drain())
+
+    async def _continue_persisted_rooms(self) -> None:
+        """Every persisted room's options are known before the first publish (they
+        hold through a database outage); on the memory broker those rooms, and the
+        rooms of persisted namespaces, resume their epoch and offsets (and latest
+        history) from SQL."""
+        persisted: list[str] = []
+        offset, total = 0, 1
+        while offset < total:
+            records, total = await self.store.list_rooms(offset, 500)
+            offset += len(records) or total
+            for record in records:
+                if record.persist:
+                    options = RoomOptions(True, record.presence, record.history_size)
+                    self.archive.remember(record.name, options)
+                    persisted.append(record.name)
+        broker = self.hub.broker
+        if not isinstance(broker, MemoryBroker):
+            return  # Redis keeps positions itself
+        namespaces = self.authority.namespaces
+        if namespaces.any_persisted:
+            created = set(persisted)
+            persisted += [
+                room
+                for room in await self.store.message_rooms()
+                if room not in created and namespaces.room_options(room).persist
+            ]
+        for room in persisted:
+            position = await self.store.latest_position(room)
+            if position is not None:
+                events = await self.store.before(
+                    room, None, broker.history_size, epoch=position.epoch
+                )
+                broker.seed(room, position, events)
+
+    @staticmethod
+    def _log_websocket_path() -> None:
+        protocol = serving_websocket_protocol()
+        if protocol is None:
+            log.info("WebSocket path: told at the first connection (not uvicorn's main thread)")
+            return
+        from .transports.uvicorn_ws import RoomcastWebSocketProtocol
+
+        if issubclass(protocol, RoomcastWebSocketProtocol):
+            log.info("WebSocket path: direct frame writes (roomcast's uvicorn protocol)")
+        else:
+            log.warning(
+                "WebSocket path: uvicorn's %s, fan-out through ASGI sends (slower). "
+                "roomcast.run(app) or uvicorn --ws roomcast:WebSocketProtocol for "
+                "direct frame writes (docs/embedding.md)",
+                protocol.__name__,
+            )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Start everything, yield while serving, then drain and stop (see above).
+        A host with a lifespan of its own enters this one inside it."""
+        app.state.roomcast = self
+        self.authority.warn_if_open()
+        self._log_websocket_path()
+        if self.settings.database_migrate:
+            await upgrade_async(self.engine)
+        await self.writer.start()
+        try:
+            await self._continue_persisted_rooms()
+            await self.hub.start()
+            self._drain = None
+            self.running = True
+            try:
+                signals = drain_on_signals(self.drain) if self.handle_signals else None
+                with signals or contextlib.nullcontext():
+                    yield
+            finally:
+                await self.drain()
+                self.running = False
+                await self.hub.stop()
+        finally:
+            await self.writer.stop(timeout=self.settings.graceful_shutdown_timeout)
+            await self.engine.dispose()
