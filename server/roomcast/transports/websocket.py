@@ -206,52 +206,61 @@ async def serve_websocket(
 ) -> None:
     """Run one WebSocket connection from the handshake to cleanup. ``principal``:
     what the application's ``authenticate`` made of the handshake, if it has one."""
+    client = await _open(ws, services, principal)
+    if client is not None:
+        await _serve(ws, services, client)
+
+
+async def _open(ws: WebSocket, services: Services, principal: Principal | None) -> Client | None:
+    """Admit the connection: the origin, the application's principal and
+    ``on_connect`` (before the upgrade), then the drain, the limits and a token
+    from the handshake. None when it was refused or closed."""
     hub, settings, authority = services.hub, services.settings, services.authority
     if not authority.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
         log.info("refused a WebSocket from origin %r", ws.headers.get("origin"))
         await ws.close(CloseCode.POLICY)  # before accept: the upgrade is refused with 403
-        return
-    host_principal = authority.host_authenticates
-    if host_principal and not await _admit_before_upgrade(ws, services, principal):
-        return
+        return None
+    host = authority.host_authenticates
+    if host and not await _admit_before_upgrade(ws, services, principal):
+        return None
     await ws.accept()
-    if hub.draining:  # shutting down: send the client elsewhere at once
-        await _close(ws, CloseCode.SHUTDOWN, settings.slow_close_timeout)
-        if host_principal and principal is not None:
-            await services.hooks.disconnect(principal)
-        return
+    refused: CloseCode | None = CloseCode.SHUTDOWN if hub.draining else None  # go elsewhere
+    if refused is None:
+        try:
+            lease = authority.limiter.lease(ws.client.host if ws.client else None)
+        except ConnectionClosing as exc:
+            refused = exc.close_code
+    if refused is not None:
+        await _close(ws, refused, settings.slow_close_timeout)
+        if host and principal is not None:
+            await services.hooks.disconnect(principal)  # its on_connect passed
+        return None
     sub = Subscriber(
         new_connection_id(),
         anonymous_name(),
         max_messages=settings.outbox_max_messages,
         max_bytes=settings.outbox_max_bytes,
     )
+    token = handshake_token(ws, authority)
+    max_inflight = settings.max_inflight_publishes
+    client = Client(authority, sub, lease, token, max_inflight, hooks=services.hooks)
     try:
-        lease = authority.limiter.lease(ws.client.host if ws.client else None)
-    except ConnectionClosing as exc:
-        await _close(ws, exc.close_code, settings.slow_close_timeout)
-        if host_principal and principal is not None:
-            await services.hooks.disconnect(principal)
-        return
-    client = Client(
-        authority,
-        sub,
-        lease,
-        handshake_token(ws, authority),
-        settings.max_inflight_publishes,
-        hooks=services.hooks,
-    )
-    try:
-        if host_principal and principal is not None:
+        if host and principal is not None:
             client.connected = principal  # on_connect passed before the upgrade
             client.adopt(principal)
-        elif client.handshake_token is not None:
-            await client.login(client.handshake_token, None)
+        elif token is not None:
+            await client.login(token, None)
     except ConnectionClosing as exc:
         client.release()
         await _close(ws, exc.close_code, settings.slow_close_timeout)
         await client.disconnected()
-        return
+        return None
+    return client
+
+
+async def _serve(ws: WebSocket, services: Services, client: Client) -> None:
+    """Read and write an admitted connection until it closes, then clean up."""
+    hub, settings, sub = services.hub, services.settings, client.sub
     session = Session(session_limits(settings), sub.rooms)
     writer_ext: DirectWriter | None = (ws.scope.get("extensions") or {}).get(DIRECT)
     if writer_ext is not None:  # under roomcast's protocol
