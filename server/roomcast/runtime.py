@@ -139,24 +139,29 @@ class Roomcast(ServerAPI):
         )
         self.running = False
         self._drain: asyncio.Task[bool] | None = None
-        self.router = self._build_router(authenticate)
-        self.metrics = metrics.metrics_registry(self.hub)
-
-    def _build_router(self, authenticate: Authenticate | None) -> APIRouter:
-        """Every route, each bound to this instance; the routes that act for a
-        principal also run ``authenticate`` (api/deps.py), the probes and pages not."""
         bound = [Depends(binder(self, None))]
         guarded = [Depends(binder(self, authenticate))] if authenticate else bound
-        router = APIRouter()
+        self.api_router = APIRouter()
+        """WebSocket, SSE and REST: what acts for a principal (runs ``authenticate``)."""
         for api in (realtime, rooms, messages_api, server):
-            router.include_router(api.router, dependencies=guarded)
-        router.include_router(health.router, dependencies=bound)
-        if self.settings.metrics:
-            router.include_router(metrics.router, dependencies=bound)
-        if self.settings.web:
-            pages = web_router(self.settings.web_dir or default_web_dir())
-            router.include_router(pages, dependencies=bound)
-        return router
+            self.api_router.include_router(api.router, dependencies=guarded)
+        self.probe_router = APIRouter()
+        """``/healthz``, ``/readyz`` and (setting ``metrics``) ``/metrics``."""
+        self.probe_router.include_router(health.router, dependencies=bound)
+        if settings.metrics:
+            self.probe_router.include_router(metrics.router, dependencies=bound)
+        self.page_router = APIRouter()
+        """The browser pages and roomcast.js (setting ``web``)."""
+        if settings.web:
+            pages = web_router(settings.web_dir or default_web_dir())
+            self.page_router.include_router(pages, dependencies=bound)
+        self.router = APIRouter()
+        """All three: what ``include_router`` usually takes. A host whose router-level
+        dependencies should not guard the probes (a load balancer has no session)
+        includes :attr:`api_router` with them and the other two without."""
+        for part in (self.api_router, self.probe_router, self.page_router):
+            self.router.include_router(part)
+        self.metrics = metrics.metrics_registry(self.hub)
 
     async def drain(self) -> bool:
         """Close every connection with 3000 and wait (``drain_timeout``)."""

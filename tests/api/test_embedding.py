@@ -305,3 +305,26 @@ async def test_rest_for_backends_broadcasts_disconnects_and_counts() -> None:
         assert removed.status_code == 204
         by_user = await client.delete("/rt/users/ann/rooms/chat:x", headers={"x-user": "u"})
         assert by_user.status_code == 403
+
+
+async def test_a_host_can_guard_the_api_and_leave_the_probes_open() -> None:
+    def require_user(user: Annotated[str | None, Depends(user_of)]) -> str:
+        if user is None:
+            raise HTTPException(401, "log in first")
+        return user
+
+    rc = Roomcast(Settings())
+    app = FastAPI(lifespan=rc.lifespan)
+    app.include_router(rc.api_router, prefix="/rt", dependencies=[Depends(require_user)])
+    app.include_router(rc.probe_router, prefix="/rt")
+    app.include_router(rc.page_router, prefix="/rt")
+    async with running(app) as client:
+        assert (await client.get("/rt/healthz")).status_code == 200
+        assert (await client.get("/rt/readyz")).status_code == 200
+        assert (await client.get("/rt/roomcast.js")).status_code == 200
+        guarded = await client.get("/rt/rooms/r/messages")
+        assert (guarded.status_code, guarded.json()) == (401, {"detail": "log in first"})
+        assert await upgrade_status(client, None) == 401
+        assert (
+            await client.get("/rt/rooms/r/messages", headers={"x-user": "u"})
+        ).status_code == 200

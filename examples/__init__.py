@@ -1,0 +1,1 @@
+"""Examples of roomcast in use; not part of the installed package."""
