@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+from roomcast.testing import free_port
 
 if TYPE_CHECKING:
     from .postgres_server import PostgresServer
@@ -42,12 +43,6 @@ def require(condition: bool, what: str) -> None:
 def _own_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's in-process app gets its own SQLite file, never ./roomcast.db."""
     monkeypatch.setenv("ROOMCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/roomcast.db")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
