@@ -136,3 +136,13 @@ def test_a_principal_takes_lists_strings_or_patterns_and_defaults_its_name() -> 
     assert not nobody.publish.matches("r")
     with pytest.raises(ValueError, match="non-empty"):
         Principal("")
+
+
+async def test_on_publish_may_not_grow_the_data_past_the_payload_limit() -> None:
+    async def on_publish(principal: Principal, room: str, data: Any) -> Any:
+        return "x" * 200
+
+    hooks = HookRunner(Hooks(on_publish=on_publish), timeout=1, max_payload_bytes=100)
+    with pytest.raises(RequestError) as refused:
+        await hooks.publish(ANN, "r", "small", 4)
+    assert (refused.value.code, refused.value.request_id) == (ErrorCode.TOO_LARGE, 4)

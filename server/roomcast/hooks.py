@@ -25,7 +25,8 @@ request it was called for, never anybody's deliveries):
 * ``on_publish(principal, room, data)``: every publish that comes over the
   wire (WebSocket and REST; not ``rc.publish`` from the application's own code),
   after roomcast's permission and size checks, with ``data`` decoded. Return
-  ``None`` to publish ``data`` as it is, or the value to publish instead.
+  ``None`` to publish ``data`` as it is, or the value to publish instead (held
+  to ``max_payload_bytes`` too: over it, the publish is refused ``too_large``).
 * ``on_disconnect(principal)``: a connection for which ``on_connect`` passed
   has ended. Its errors are logged; there is nothing left to refuse.
 
@@ -108,11 +109,15 @@ class HookRunner:
     except :meth:`disconnect`, which never raises.
     """
 
-    __slots__ = ("hooks", "timeout")
+    __slots__ = ("hooks", "max_payload_bytes", "timeout")
 
-    def __init__(self, hooks: Hooks | None, timeout: float) -> None:
+    def __init__(
+        self, hooks: Hooks | None, timeout: float, max_payload_bytes: int | None = None
+    ) -> None:
         self.hooks = hooks or Hooks()
         self.timeout = timeout
+        self.max_payload_bytes = max_payload_bytes
+        """What ``on_publish`` may return, encoded, like any publish (None: no bound)."""
 
     @property
     def on_publish(self) -> bool:
@@ -158,10 +163,15 @@ class HookRunner:
         if replaced is None:
             return None
         try:
-            return encode_data(replaced)
+            encoded = encode_data(replaced)
         except DataNotEncodable:
             log.error("hook on_publish returned a value that is not JSON: refused with internal")
             raise RequestError(ErrorCode.INTERNAL, "internal error", request_id) from None
+        limit = self.max_payload_bytes
+        if limit is not None and len(encoded) > limit:
+            message = f"on_publish made the data {len(encoded)} bytes; the limit is {limit}"
+            raise RequestError(ErrorCode.TOO_LARGE, message, request_id)
+        return encoded
 
     async def disconnect(self, principal: Principal) -> None:
         hook = self.hooks.on_disconnect

@@ -8,11 +8,13 @@ works too, through ASGI sends, at roughly a third of the rate. Three ways to get
 the fast path for a host app::
 
     roomcast.run(app, port=8000)            # or "main:app" with workers=2
-    uvicorn.run(app, ws=roomcast.WebSocketProtocol, ...)
-    uvicorn main:app --ws roomcast:WebSocketProtocol
+    uvicorn.run(app, ws=roomcast.WebSocketProtocol, ws_per_message_deflate=False)
+    uvicorn main:app --ws roomcast:WebSocketProtocol --ws-per-message-deflate false
 
-:func:`serving_websocket_protocol` tells, at start-up, which one the server uses
-(the lifespan logs it).
+Per-message compression (uvicorn's default, which roomcast.run turns off) makes
+every connection's frames its own, so it takes the ASGI path too.
+:func:`serving_config` tells, at start-up, what the server runs (the lifespan
+logs it).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import threading
 from typing import Any
 
 from .logs import log_config
-from .settings import Settings
+from .settings import Settings, SettingsError
 
-__all__ = ["PROTOCOL_PATH", "run", "serving_websocket_protocol", "uvicorn_config_kwargs"]
+__all__ = ["PROTOCOL_PATH", "run", "serving_config", "uvicorn_config_kwargs"]
 
 PROTOCOL_PATH = "roomcast.transports.uvicorn_ws:RoomcastWebSocketProtocol"
 """roomcast's uvicorn WebSocket protocol (``roomcast.WebSocketProtocol``), as
@@ -62,21 +64,30 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
     ``uvicorn_options`` override any of them. Signals stay uvicorn's: on SIGTERM
     uvicorn's shutdown starts roomcast's drain, so WebSocket clients get 3000
     and SSE streams a ``close`` event (docs/embedding.md).
+
+    Several workers need the Redis broker: pass the settings the app's Roomcast
+    uses (or set ``ROOMCAST_REDIS_URL``); without, SettingsError.
     """
     import uvicorn
 
-    options = uvicorn_config_kwargs(settings or Settings())
+    settings = settings or Settings()
+    options = uvicorn_config_kwargs(settings)
     options.update(uvicorn_options)
+    workers = options.get("workers") or 1
+    if workers > 1 and not settings.redis_url:
+        raise SettingsError(
+            f"{workers} workers need the Redis broker (ROOMCAST_REDIS_URL, or settings= "
+            "with redis_url): with the memory broker each worker would keep its own rooms"
+        )
     uvicorn.run(app, **options)
 
 
-def serving_websocket_protocol() -> type | None:
-    """The WebSocket protocol class of the uvicorn server running this process,
-    when that can be told (uvicorn serving from the main thread: its SIGTERM
-    handler is a method of its ``Server``); else None."""
+def serving_config() -> Any | None:
+    """The ``uvicorn.Config`` of the server running this process, when that can be
+    told (uvicorn serving from the main thread: its SIGTERM handler is a method of
+    its ``Server``, as sse-starlette also finds it); else None."""
     if threading.current_thread() is not threading.main_thread():
         return None
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     config = getattr(server, "config", None)
-    protocol = getattr(config, "ws_protocol_class", None)
-    return protocol if isinstance(protocol, type) else None
+    return config if hasattr(config, "ws_protocol_class") else None

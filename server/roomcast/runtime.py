@@ -51,9 +51,9 @@ from .hub.archive import RoomOptions
 from .hub.broker import Broker
 from .hub.hub import Hub
 from .hub.memory import MemoryBroker
-from .runner import serving_websocket_protocol
+from .runner import serving_config
 from .server_api import ServerAPI
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .transports.services import Services
 
 __all__ = ["Roomcast", "make_broker"]
@@ -134,10 +134,11 @@ class Roomcast(ServerAPI):
             self.hub,
             settings,
             self.authority,
-            HookRunner(hooks, settings.hook_timeout),
+            HookRunner(hooks, settings.hook_timeout, settings.max_payload_bytes),
             self.begin_drain,
         )
         self.running = False
+        self.started_once = False
         self._drain: asyncio.Task[bool] | None = None
         bound = [Depends(binder(self, None))]
         guarded = [Depends(binder(self, authenticate))] if authenticate else bound
@@ -207,23 +208,39 @@ class Roomcast(ServerAPI):
                 )
                 broker.seed(room, position, events)
 
-    @staticmethod
-    def _log_websocket_path() -> None:
-        protocol = serving_websocket_protocol()
-        if protocol is None:
+    def _check_server(self) -> None:
+        """Refuse several uvicorn workers on the memory broker (each would keep its
+        own rooms: decision 4), and log which WebSocket path the server gives."""
+        config = serving_config()
+        if config is None:
             log.info("WebSocket path: told at the first connection (not uvicorn's main thread)")
             return
+        workers = getattr(config, "workers", 1) or 1
+        if workers > 1 and isinstance(self.hub.broker, MemoryBroker):
+            raise SettingsError(
+                f"{workers} workers need the Redis broker (ROOMCAST_REDIS_URL): with the "
+                "memory broker each worker would keep its own rooms"
+            )
         from .transports.uvicorn_ws import RoomcastWebSocketProtocol
 
-        if issubclass(protocol, RoomcastWebSocketProtocol):
-            log.info("WebSocket path: direct frame writes (roomcast's uvicorn protocol)")
-        else:
+        protocol = config.ws_protocol_class
+        advice = (
+            "roomcast.run(app), or uvicorn --ws roomcast:WebSocketProtocol "
+            "--ws-per-message-deflate false, for direct frame writes (docs/embedding.md)"
+        )
+        if not (isinstance(protocol, type) and issubclass(protocol, RoomcastWebSocketProtocol)):
+            name = getattr(protocol, "__name__", protocol)
             log.warning(
-                "WebSocket path: uvicorn's %s, fan-out through ASGI sends (slower). "
-                "roomcast.run(app) or uvicorn --ws roomcast:WebSocketProtocol for "
-                "direct frame writes (docs/embedding.md)",
-                protocol.__name__,
+                "WebSocket path: uvicorn's %s, fan-out through ASGI sends. %s", name, advice
             )
+        elif getattr(config, "ws_per_message_deflate", False):
+            log.warning(
+                "WebSocket path: per-message compression is on, so clients that ask for it "
+                "take the ASGI sends (slower): %s",
+                advice,
+            )
+        else:
+            log.info("WebSocket path: direct frame writes (roomcast's uvicorn protocol)")
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -231,7 +248,7 @@ class Roomcast(ServerAPI):
         A host with a lifespan of its own enters this one inside it."""
         app.state.roomcast = self
         self.authority.warn_if_open()
-        self._log_websocket_path()
+        self._check_server()
         if self.settings.database_migrate:
             await upgrade_async(self.engine)
         await self.writer.start()
@@ -239,7 +256,7 @@ class Roomcast(ServerAPI):
             await self._continue_persisted_rooms()
             await self.hub.start()
             self._drain = None
-            self.running = True
+            self.running = self.started_once = True
             try:
                 signals = drain_on_signals(self.drain) if self.handle_signals else None
                 with signals or contextlib.nullcontext():

@@ -217,12 +217,13 @@ class Settings(BaseSettings):
     """Open connections per client address on one process; 0: no limit (behind a
     proxy, set uvicorn's ``FORWARDED_ALLOW_IPS`` so the address is the client's)."""
     max_room_length: Annotated[int, Field(ge=1, le=128)] = 128
+    """Longest room name accepted, in characters (the protocol allows 128)."""
     max_broadcast_rooms: Count = 1000
     """Most rooms one REST ``/broadcast`` publishes to."""
     hook_timeout: Positive = 10.0
-    """Seconds an application hook (``on_connect``, ``on_subscribe``, ``on_publish``)
-    may take; past it the request is refused with ``unavailable`` (hooks.py)."""
-    """Longest room name accepted, in characters (the protocol allows 128)."""
+    """Seconds an application hook may take; past it ``on_connect``, ``on_subscribe``
+    and ``on_publish`` refuse the request with ``unavailable``, and ``on_disconnect``
+    is given up on (logged) (hooks.py)."""
 
     # -- services ------------------------------------------------------------------
     redis_url: str | None = None

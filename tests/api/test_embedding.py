@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
+import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -298,7 +300,20 @@ async def test_rest_for_backends_broadcasts_disconnects_and_counts() -> None:
         assert too_many.status_code == 422
         kicked = await client.post("/rt/users/ann/disconnect", json={"code": 3000}, headers=key)
         assert kicked.status_code == 204
-        assert (await client.post("/rt/users/ann/disconnect", headers=key)).status_code == 204
+        assert (
+            await client.post("/rt/users/ann/disconnect", json={}, headers=key)
+        ).status_code == 204
+        # No JSON body, no disconnect: a form from another site cannot send one.
+        form = await client.post(
+            "/rt/users/ann/disconnect",
+            content=b"",
+            headers={**key, "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert form.status_code == 422
+        plain = await client.post(
+            "/rt/users/ann/disconnect", content=b"{}", headers={**key, "content-type": "text/plain"}
+        )
+        assert plain.status_code == 422
         bad_code = await client.post("/rt/users/ann/disconnect", json={"code": 1000}, headers=key)
         assert bad_code.status_code == 422
         removed = await client.delete("/rt/users/ann/rooms/chat:x", headers=key)
@@ -328,3 +343,81 @@ async def test_a_host_can_guard_the_api_and_leave_the_probes_open() -> None:
         assert (
             await client.get("/rt/rooms/r/messages", headers={"x-user": "u"})
         ).status_code == 200
+
+
+async def test_a_sync_authenticate_runs_in_a_thread_not_on_the_event_loop() -> None:
+    threads: list[int] = []
+
+    def authenticate(conn: HTTPConnection) -> Principal:
+        threads.append(threading.get_ident())
+        return Principal("u", subscribe="*")
+
+    _, app = host_with(authenticate)
+    async with running(app) as client:
+        assert (await client.get("/rt/rooms/r/messages")).status_code == 200
+    assert threads
+    assert threading.get_ident() not in threads
+
+
+async def test_without_its_lifespan_roomcast_answers_503_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rc = Roomcast(Settings())
+    app = FastAPI()  # lifespan=rc.lifespan forgotten
+    app.include_router(rc.router, prefix="/rt")
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for _ in range(2):
+            answer = await client.get("/rt/rooms/r/messages")
+            assert answer.status_code == 503
+    assert "lifespan never started" in caplog.text
+
+
+def test_roomcast_run_refuses_several_workers_on_the_memory_broker() -> None:
+    import roomcast
+
+    with pytest.raises(roomcast.SettingsError, match="2 workers need the Redis broker"):
+        roomcast.run("tests.e2e.host_app:app", workers=2, settings=Settings())
+
+
+def served_by(monkeypatch: pytest.MonkeyPatch, **config: Any) -> None:
+    """As if uvicorn ran this process with ``config`` (what its SIGTERM handler shows)."""
+    from types import SimpleNamespace
+
+    from roomcast import runtime
+    from roomcast.transports.uvicorn_ws import RoomcastWebSocketProtocol
+
+    defaults = {"workers": 1, "ws_protocol_class": RoomcastWebSocketProtocol}
+    namespace = SimpleNamespace(**{"ws_per_message_deflate": False, **defaults, **config})
+    monkeypatch.setattr(runtime, "serving_config", lambda: namespace)
+
+
+async def test_the_lifespan_refuses_several_workers_on_the_memory_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from roomcast import SettingsError
+
+    served_by(monkeypatch, workers=3)
+    rc = Roomcast(Settings())
+    with pytest.raises(SettingsError, match="3 workers need the Redis broker"):
+        async with rc.lifespan(FastAPI()):
+            pass
+
+
+async def test_the_lifespan_says_which_websocket_path_the_server_gives(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    cases = [
+        ({}, "direct frame writes"),
+        ({"ws_per_message_deflate": True}, "per-message compression is on"),
+        ({"ws_protocol_class": WebSocketsSansIOProtocol}, "fan-out through ASGI sends"),
+    ]
+    for config, said in cases:
+        served_by(monkeypatch, **config)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, "roomcast"):
+            async with Roomcast(Settings()).lifespan(FastAPI()):
+                pass
+        assert said in caplog.text

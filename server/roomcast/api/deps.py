@@ -12,10 +12,13 @@ overrides and the router-level dependencies the host gave ``include_router``.
 from __future__ import annotations
 
 import inspect
+import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, HTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from ..auth import Principal
@@ -34,6 +37,10 @@ __all__ = [
     "scope_principal",
 ]
 
+log = logging.getLogger("roomcast")
+
+_never_started = threading.Event()
+
 ROOMCAST = "roomcast"
 PRINCIPAL = "roomcast.principal"
 
@@ -44,16 +51,22 @@ principal, or None (or an exception) to refuse."""
 
 
 class NotStarted(RoomcastError, RuntimeError):
-    """roomcast is used before its lifespan started (``FastAPI(lifespan=rc.lifespan)``)."""
+    """The server-side API is used while the lifespan is not running
+    (``FastAPI(lifespan=rc.lifespan)``); routes answer 503 then."""
 
 
 def get_roomcast(conn: HTTPConnection) -> Roomcast:
-    """The Roomcast this request was routed to (or the one on ``app.state``)."""
+    """The Roomcast this request was routed to (or the one on ``app.state``), while
+    its lifespan runs. Otherwise the request gets 503 (an app that forgot
+    ``lifespan=rc.lifespan`` finds out at its first request, with a log line)."""
     rc = conn.scope.get(ROOMCAST)
     if rc is None:
         rc = getattr(conn.app.state, "roomcast", None)
-    if rc is None:
-        raise NotStarted("roomcast's lifespan is not running: pass lifespan=rc.lifespan")
+    if rc is None or not rc.running:
+        if (rc is None or not rc.started_once) and not _never_started.is_set():
+            _never_started.set()  # said once, not once per request
+            log.error("roomcast is used but its lifespan never started: pass lifespan=rc.lifespan")
+        raise HTTPException(503, "roomcast is not running (its lifespan is not running)")
     return cast("Roomcast", rc)
 
 
@@ -70,7 +83,8 @@ def _as_dependency(authenticate: Authenticate) -> Callable[..., Awaitable[Princi
     """``authenticate`` as a FastAPI dependency: a first parameter without an
     annotation, or annotated ``Request`` or ``WebSocket``, receives the
     ``HTTPConnection`` (the same code serves REST, SSE and WebSocket); it may be
-    sync or async; a roomcast error it raises becomes the matching HTTP error."""
+    async, or sync (then it runs in a thread, as FastAPI runs sync dependencies); a
+    roomcast error it raises becomes the matching HTTP error."""
     signature = inspect.signature(authenticate, eval_str=True)  # the host's own names
     parameters = list(signature.parameters.values())
     if parameters:
@@ -81,9 +95,16 @@ def _as_dependency(authenticate: Authenticate) -> Callable[..., Awaitable[Princi
         ):
             parameters[0] = first.replace(annotation=HTTPConnection)
 
+    is_async = inspect.iscoroutinefunction(authenticate) or inspect.iscoroutinefunction(
+        getattr(authenticate, "__call__", None)  # noqa: B004 - an object with async __call__
+    )
+
     async def dependency(*args: Any, **kwargs: Any) -> Principal | None:
         try:
-            result = authenticate(*args, **kwargs)
+            if is_async:
+                result = authenticate(*args, **kwargs)
+            else:  # like FastAPI's own sync dependencies: in a thread, never blocking the loop
+                result = await run_in_threadpool(authenticate, *args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except RequestError as exc:

@@ -39,8 +39,6 @@ NOT_PERSISTED: Responses = {
 }
 BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
 
-API_SENDER = "api"
-
 
 def _unavailable(exc: Unavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
@@ -67,8 +65,8 @@ async def publish(
         raise denied(caller, f"publish to {room!r}")
     data = await checked_data(rc, caller, room, body.data)
     try:
-        sender = API_SENDER if caller.admin else caller.name  # a token publishes as its user
-        event = await rc.hub.publish(room, data, sender, durable=durable)
+        # API keys are "api"; a token or the application's principal publishes as its user.
+        event = await rc.hub.publish(room, data, caller.name, durable=durable)
     except DurableNotPersisted as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
     except Unavailable as exc:

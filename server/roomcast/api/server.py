@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from ..hub.broker import Unavailable
 from ..protocol.codes import CloseCode
 from .deps import RoomcastDep
-from .messages import API_SENDER, checked_data
+from .messages import checked_data
 from .schemas import (
     BroadcastBody,
     BroadcastOut,
@@ -66,7 +66,7 @@ async def broadcast(body: BroadcastBody, rc: RoomcastDep, caller: Caller) -> Bro
     for room in dict.fromkeys(body.rooms):
         data = await checked_data(rc, caller, room, body.data)
         try:
-            event = await rc.hub.publish(room, data, API_SENDER)
+            event = await rc.hub.publish(room, data, caller.name)
         except Unavailable as exc:
             raise _unavailable(exc) from None
         published.append(PublishedOut(room=room, epoch=event.epoch, offset=event.offset))
@@ -80,13 +80,15 @@ async def broadcast(body: BroadcastBody, rc: RoomcastDep, caller: Caller) -> Bro
     responses=BAD_BODY | AUTH_ERRORS | UNAVAILABLE,
 )
 async def disconnect_user(
-    user: UserId, rc: RoomcastDep, caller: Caller, body: DisconnectBody | None = None
+    user: UserId, body: DisconnectBody, rc: RoomcastDep, caller: Caller
 ) -> Response:
     """Close every connection of the user on every worker (WebSocket close, SSE `close`
-    event) with `code` (default 3503: do not reconnect). Needs an API key."""
+    event) with `code` (default 3503: do not reconnect; send `{}` for it). Needs an API
+    key. The body is required JSON, so a page of another site cannot send this with a
+    form (a cross-site request with the user's cookies)."""
     if not caller.admin:
         raise denied(caller, "disconnect users")
-    code = CloseCode.DISCONNECTED if body is None else CloseCode(body.code)
+    code = CloseCode(body.code)
     try:
         await rc.disconnect(user, code=code)
     except Unavailable as exc:

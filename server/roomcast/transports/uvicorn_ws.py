@@ -35,9 +35,9 @@ one an ``asyncio.Queue`` for incoming events (four deques, ~3 KB) and an
 :class:`_Flag` do the same jobs with plain lists. The handshake's request and
 response (their headers, ~2.5 KB) are dropped once the response is sent: the
 ASGI scope keeps the headers the application reads. (Together with the
-WebSocket route being a plain Starlette one, api/realtime.py, and lazily made
-deques in Subscriber and InFlight, about 10 KB less per idle connection:
-docs/performance.md.)
+standalone app answering /ws before FastAPI's stack, api/realtime.py, and
+lazily made deques in Subscriber and InFlight, about 10 KB less per idle
+connection: docs/performance.md.)
 """
 
 from __future__ import annotations
