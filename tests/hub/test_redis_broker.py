@@ -122,7 +122,8 @@ async def test_a_resync_overtaken_by_another_drop_leaves_the_release_to_the_newe
         for n in range(3):
             await writer.publish("r", b"%d" % n, "w")
         await sink_has(sink, 3)
-        (link,) = reader._links
+        (name,) = reader._links
+        link = reader._links[name]
         real_recover = reader.recover
         read = asyncio.Event()
 
@@ -131,11 +132,12 @@ async def test_a_resync_overtaken_by_another_drop_leaves_the_release_to_the_newe
             await read.wait()  # ...and returns only after the second drop
             return result
 
-        reader._hold_link(link)  # first drop
+        reader._hold_link(name)  # first drop, and its reconnect:
         reader.recover = slow_recover  # type: ignore[method-assign]
-        first = asyncio.create_task(reader._resync("r"))
+        first = asyncio.create_task(reader._resync("r", link, link.serial))
         await asyncio.sleep(0.05)
-        reader._hold_link(link)  # second drop, while the first resync reads
+        reader._hold_link(name)  # second drop, while the first resync reads,
+        link.serial += 1  # and the second reconnect (as PubSubLink._open counts them)
         for n in (3, 4):  # published during the second outage: lost to pub/sub
             await writer.publish("r", b"%d" % n, "w")
         await wait_for(lambda: len(reader._held["r"]) == 2)
@@ -146,8 +148,44 @@ async def test_a_resync_overtaken_by_another_drop_leaves_the_release_to_the_newe
         reader.recover = real_recover  # type: ignore[method-assign]
         await writer.publish("r", b"5", "w")  # live, before the second resync reads
         await wait_for(lambda: len(reader._held["r"]) == 1)
-        await reader._resync("r")  # the second reconnect's resync
+        await reader._resync("r", link, link.serial)  # the second reconnect's resync
         assert [e.offset for e in sink.events] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await reader.stop()
+        await writer.stop()
+
+
+async def test_a_resync_for_a_connection_already_lost_leaves_the_hold(
+    redis_server: RedisServer,
+) -> None:
+    """The link reconnects and drops again before that reconnect's resync starts: the
+    drop was counted already, so only the connection tells the two apart. Releasing
+    would let live messages pass before what the next outage loses (a gap)."""
+    p = prefix()
+    sink = RecordingSink()
+    reader = RedisBroker(redis_server.url, prefix=p)
+    writer = RedisBroker(redis_server.url, prefix=p)
+    reader.bind(sink)
+    writer.bind(RecordingSink())
+    await reader.start()
+    await writer.start()
+    try:
+        await reader.subscribe("r")
+        await writer.publish("r", b"0", "w")
+        await sink_has(sink, 1)
+        (name,) = reader._links
+        link = reader._links[name]
+        reader._hold_link(name)  # a drop; its reconnect is connection `serial`
+        serial = link.serial
+        reader._hold_link(name)  # dropped again before that reconnect's resync ran,
+        link.serial += 1  # and connected again
+        await writer.publish("r", b"1", "w")  # live on the new connection: held
+        await wait_for(lambda: len(reader._held["r"]) == 1)
+        await reader._resync("r", link, serial)  # the stale resync
+        assert "r" in reader._held, "a resync for a lost connection released the hold"
+        assert [e.offset for e in sink.events] == [1]
+        await reader._resync("r", link, link.serial)
+        assert [e.offset for e in sink.events] == [1, 2]
     finally:
         await reader.stop()
         await writer.stop()
@@ -226,8 +264,7 @@ async def test_the_control_channel_is_subscribed_again_after_a_pubsub_reconnect_
         assert sink.controls == [{"op": "before"}, {"op": "after"}]
         assert [e.offset for e in sink.events] == [1, 2]
         assert sink.notices == []  # no reset
-        assert set(reader._drops) == {"r"}  # only the room was held and resynced
-        assert reader._held == {}
+        assert reader._held == {}  # only the room was held and resynced
         assert set(reader._delivered) == {"r"}
         assert await asyncio.to_thread(own_redis.cli, "KEYS", "*control*") == ""
     finally:

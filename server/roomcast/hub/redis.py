@@ -116,8 +116,6 @@ class RedisBroker(Broker):
         self._scripts: dict[str, Any] = {}
         self._delivered: dict[str, Position] = {}  # last position delivered, per room
         self._held: dict[str, list[Event | Notice]] = {}  # rooms being resynced
-        self._drops: dict[str, int] = {}  # per room: link drops seen, so a resync knows
-        # whether another drop came while it read the gap (then the newer one releases)
         self._presence: dict[str, dict[str, PresenceEntry]] = {}  # this process's entries
         self._upkeep: asyncio.Task[None] | None = None
         self._batcher: PublishBatcher | None = None
@@ -336,33 +334,39 @@ class RedisBroker(Broker):
         """A pub/sub link dropped: hold its rooms' live messages until each is resynced."""
         for room in self._rooms_on(name):
             self._held.setdefault(room, [])
-            self._drops[room] = self._drops.get(room, 0) + 1
 
     async def _resync_link(self, name: str) -> None:
+        link = self._links[name]
+        serial = link.serial
         rooms = [room for room in self._rooms_on(name) if room in self._held]
-        await asyncio.gather(*(self._resync(room) for room in rooms))
+        await asyncio.gather(*(self._resync(room, link, serial) for room in rooms))
 
-    async def _resync(self, room: str) -> None:
+    async def _resync(self, room: str, link: PubSubLink, serial: int) -> None:
         """Fill the room's gap from the stream, then release what was held.
 
-        Only the resync of the latest drop releases: if the link dropped again
-        while this one read the gap, live messages that arrive before the next
-        resync's read must stay held, or the gate would pass them ahead of the
-        gap and then drop the gap's events as already delivered. A failed read
-        is retried (the held messages wait rather than pass over a gap).
+        Only while the connection this resync is for (``serial``) is up, its
+        subscriptions confirmed: if the link dropped, before or during the read,
+        what is published until the next connection is subscribed reaches nobody
+        live, so the hold must stay for that connection's resync, whose read
+        comes after it. Releasing now would pass later live messages over that
+        gap (and the gate would then drop the gap's events as delivered). A
+        failed read is retried (the held messages wait rather than pass over a gap).
         """
-        generation = self._drops.get(room, 0)
+
+        def current() -> bool:
+            return room in self._held and link.connected and link.serial == serial
+
         delay = 0.05
         while True:
-            if room not in self._held or self._drops.get(room, 0) != generation:
-                return  # unsubscribed, or a newer drop: its resync releases the hold
+            if not current():
+                return  # unsubscribed, or a newer connection: its resync releases the hold
             try:
                 recovery = await self.recover(room, self._delivered.get(room))
                 break
             except BrokerUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_cap)
-        if room not in self._held or self._drops.get(room, 0) != generation:
+        if not current():
             return
         if recovery.recovered:
             for event in recovery.events:
@@ -403,7 +407,6 @@ class RedisBroker(Broker):
                 link.unsubscribe(channel)
         self._delivered.pop(room, None)
         self._held.pop(room, None)
-        self._drops.pop(room, None)
 
     def _events(self, room: str, epoch: str, entries: list[Any]) -> list[Event]:
         events = []

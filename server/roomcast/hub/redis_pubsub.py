@@ -18,7 +18,10 @@ and makes the connection match it:
   holding live messages), reconnects with capped, jittered exponential
   backoff, subscribes to every wanted channel again and, once Redis has
   confirmed them (or ``confirm_timeout`` passed), awaits ``on_reconnect()``
-  (the broker fills the gap, then releases what it held).
+  (the broker fills the gap, then releases what it held), unless that
+  connection was lost meanwhile: then the next one's ``on_reconnect`` does it.
+  :attr:`serial` names the connection, so the broker can tell whether the one
+  its resync started for is still up.
 
 While disconnected, :meth:`subscribe` raises :class:`BrokerUnavailable` at
 once rather than waiting.
@@ -73,6 +76,9 @@ class PubSubLink:
         self.backoff_cap = backoff_cap
         self.wanted: set[bytes] = set()
         self.reconnects = 0
+        self.serial = 0
+        """Counts connections made: a resync is for the connection it was started
+        for, and only while that one is up (RedisBroker._resync)."""
         self._conn: Connection | None = None
         self._ready = False
         self._pending: dict[bytes, asyncio.Future[None]] = {}
@@ -171,7 +177,7 @@ class PubSubLink:
             failures = 0
             if not first:
                 self.reconnects += 1
-                self._spawn(self._after_reconnect())
+                self._spawn(self._after_reconnect(self.serial))
             first = False
             try:
                 await self._read()
@@ -183,6 +189,7 @@ class PubSubLink:
         conn = self._connect()
         await conn.connect()  # type: ignore[no-untyped-call]
         self._conn = conn
+        self.serial += 1
         self._ready = True
         self._connected.set()
         if self.wanted:
@@ -191,11 +198,12 @@ class PubSubLink:
                 self._pending[channel] = loop.create_future()
             await conn.send_command(self._sub_cmd, *self.wanted, check_health=False)
 
-    async def _after_reconnect(self) -> None:
+    async def _after_reconnect(self, serial: int) -> None:
         waiting = [f for f in self._pending.values() if not f.done()]
         if waiting:
             await asyncio.wait(waiting, timeout=self.confirm_timeout)
-        await self._on_reconnect()
+        if self._ready and self.serial == serial:  # else the next connection's turn
+            await self._on_reconnect()
 
     async def _read(self) -> None:
         conn = self._conn
