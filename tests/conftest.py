@@ -78,42 +78,65 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(tmp_path: Path, *, listen_port: int = 0, **settings: object) -> ServerProcess:
-    """Start `roomcast serve` with ROOMCAST_* settings; wait until /healthz answers.
-    ``listen_port`` (default: a free one) lets a test restart a server where it was."""
-    port = listen_port or free_port()
+def server_env(**settings: object) -> dict[str, str]:
+    """This process's environment without its ROOMCAST_* variables, plus ``settings``
+    as ROOMCAST_* (quiet logs and no publish rate limit unless given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     env.update({f"ROOMCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env.setdefault("ROOMCAST_LOG_LEVEL", "warning")
     # Load tests publish as fast as acks allow; the rate limit has tests of its own.
     env.setdefault("ROOMCAST_PUBLISH_RATE", "0")
-    log_path = tmp_path / f"server-{port}.log"
-    restarts = 1
-    while log_path.exists():  # a restart on the same port keeps the earlier log
-        restarts += 1
-        log_path = tmp_path / f"server-{port}-{restarts}.log"
+    return env
+
+
+def launch(
+    command: list[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    ready: str = "/healthz",
+    headers: dict[str, str] | None = None,
+    timeout: float = 20,
+) -> ServerProcess:
+    """Start a server process in a process group of its own (which ``stop()`` ends),
+    its output in ``log_path``; return once GET ``ready`` answers 200."""
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "roomcast", "serve", "--port", str(port)],
+            command,
             env=env,
-            cwd=tmp_path,
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, which stop() ends
+            start_new_session=True,
         )
     server = ServerProcess(process, port, log_path)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
+            raise RuntimeError(f"{command[2:]} exited early:\n{server.log()}")
         try:
-            if httpx.get(f"{server.http}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{server.http}{ready}", headers=headers, timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
     server.stop(signal.SIGKILL)
-    raise RuntimeError(f"server did not start:\n{server.log()}")
+    raise RuntimeError(f"{command[2:]} did not start:\n{server.log()}")
+
+
+def start_server(tmp_path: Path, *, listen_port: int = 0, **settings: object) -> ServerProcess:
+    """Start `roomcast serve` with ROOMCAST_* settings; wait until /healthz answers.
+    ``listen_port`` (default: a free one) lets a test restart a server where it was."""
+    port = listen_port or free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    restarts = 1
+    while log_path.exists():  # a restart on the same port keeps the earlier log
+        restarts += 1
+        log_path = tmp_path / f"server-{port}-{restarts}.log"
+    command = [sys.executable, "-m", "roomcast", "serve", "--port", str(port)]
+    return launch(command, port=port, env=server_env(**settings), cwd=tmp_path, log_path=log_path)
 
 
 @pytest.fixture

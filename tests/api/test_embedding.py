@@ -15,7 +15,6 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
 from httpx_ws import WebSocketDisconnect, WebSocketUpgradeError, aconnect_ws
-from httpx_ws.transport import ASGIWebSocketTransport
 from starlette.requests import HTTPConnection
 
 from roomcast import (
@@ -30,17 +29,11 @@ from roomcast import (
     Settings,
 )
 
+from .test_app import running
+
 pytestmark = pytest.mark.timeout(30)
 
 API_KEY = "backend-key-0123456789"
-
-
-@contextlib.asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = ASGIWebSocketTransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
 
 
 def user_of(conn: HTTPConnection) -> str | None:

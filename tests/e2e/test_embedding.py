@@ -7,9 +7,7 @@ through Redis, and its SIGTERM stays its own while clients still get 3000."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from ..conftest import ROOT, ServerProcess, free_port
+from ..conftest import ROOT, ServerProcess, free_port, launch, server_env
 from ..redis_server import RedisServer
 from .client import Client
 from .sse_client import open_stream
@@ -51,41 +49,29 @@ class Host(ServerProcess):
 
 def start_host(tmp_path: Path, **env: str) -> Host:
     port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
+    environment = server_env(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/host-{port}.db", log_level="info"
+    )
     environment.update(
         HOST_APP_PORT=str(port),
         HOST_APP_SESSIONS=",".join(f"{sid}={user}" for user, sid in SESSIONS.items()),
         HOST_APP_LOG=str(tmp_path / f"hooks-{port}.log"),
-        ROOMCAST_PUBLISH_RATE="0",
-        ROOMCAST_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/host-{port}.db",
         PYTHONPATH=str(ROOT),
     )
     environment.update(env)
-    log_path = tmp_path / f"host-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.host_app"],
-            env=environment,
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    host = Host(process, port, log_path)
+    server = launch(
+        [sys.executable, "-m", "tests.e2e.host_app"],
+        port=port,
+        env=environment,
+        cwd=ROOT,
+        log_path=tmp_path / f"host-{port}.log",
+        ready="/rt/readyz",
+        headers={"Cookie": f"session={SESSIONS['ann']}"},
+        timeout=30,
+    )
+    host = Host(server.process, port, server.log_path)
     host.hook_log = tmp_path / f"hooks-{port}.log"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"host app exited early:\n{host.log()}")
-        try:
-            ready = httpx.get(f"{host.http}/rt/readyz", headers=host.cookie("ann"), timeout=1)
-            if ready.status_code == 200:
-                return host
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    host.stop(signal.SIGKILL)
-    raise RuntimeError(f"host app did not start:\n{host.log()}")
+    return host
 
 
 HostFactory = Callable[..., Host]

@@ -8,9 +8,7 @@ socket."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from roomcast.testing import free_port
 
-from ..conftest import ROOT, ServerProcess
+from ..conftest import ROOT, ServerProcess, launch, server_env
 from .browser import TIMEOUT_MS, Pages, browser, pages, wait_state
 
 if TYPE_CHECKING:
@@ -41,35 +39,17 @@ LOBBY, STAFF = "chat:lobby", "chat:staff"
 def example(tmp_path: Path) -> Iterator[ServerProcess]:
     """The example app on a free port, with its own SQLite file; killed at the end."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    env.update(
-        ROOMCAST_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/example.db",
-        ROOMCAST_PUBLISH_RATE="0",
+    env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path}/example.db", log_level="info")
+    app = launch(
+        [sys.executable, "-m", "examples.fastapi_app", "--port", str(port)],
+        port=port,
+        env=env,
+        cwd=ROOT,  # as the README runs it
+        log_path=tmp_path / f"example-{port}.log",
+        ready="/",
+        timeout=30,
     )
-    log_path = tmp_path / f"example-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "examples.fastapi_app", "--port", str(port)],
-            env=env,
-            cwd=ROOT,  # as the README runs it
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, which stop() ends
-        )
-    app = ServerProcess(process, port, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the example exited early:\n{app.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the example did not start:\n{app.log()}")
-            try:
-                if httpx.get(f"{app.http}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
         yield app
     finally:
         app.stop(signal.SIGKILL)

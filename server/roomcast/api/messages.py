@@ -40,7 +40,7 @@ NOT_PERSISTED: Responses = {
 BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
 
 
-def _unavailable(exc: Unavailable) -> HTTPException:
+def unavailable(exc: Unavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
 
 
@@ -70,7 +70,7 @@ async def publish(
     except DurableNotPersisted as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
 
 
@@ -112,7 +112,7 @@ async def history(
     try:
         page = await rc.hub.history(room, limit=limit, before=before)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return HistoryOut.of(room, page)
 
 
@@ -126,5 +126,5 @@ async def presence(room: RoomName, rc: RoomcastDep, caller: Caller) -> PresenceO
     try:
         entries = await rc.hub.presence(room)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return PresenceOut.of(room, entries)

@@ -8,20 +8,19 @@ that comes over the wire; ``disconnect`` and ``unsubscribe`` act on every worker
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from ..hub.broker import Unavailable
 from ..protocol.codes import CloseCode
 from .deps import RoomcastDep
-from .messages import checked_data
+from .messages import BAD_BODY, TOO_LARGE, UNAVAILABLE, checked_data, unavailable
 from .schemas import (
     BroadcastBody,
     BroadcastOut,
     DisconnectBody,
-    ErrorBody,
     PublishedOut,
     RoomName,
     StatsOut,
@@ -32,19 +31,11 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["server"])
 
-Responses = dict[int | str, dict[str, Any]]
-UNAVAILABLE: Responses = {503: {"model": ErrorBody, "description": "the broker is unavailable"}}
-BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
-TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "data over max_payload_bytes"}}
 
 UserId = Annotated[
     str,
     Path(min_length=1, max_length=256, description="a principal's user id (a token's sub)"),
 ]
-
-
-def _unavailable(exc: Unavailable) -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc) or "broker unavailable")
 
 
 @router.post(
@@ -68,7 +59,7 @@ async def broadcast(body: BroadcastBody, rc: RoomcastDep, caller: Caller) -> Bro
         try:
             event = await rc.hub.publish(room, data, caller.name)
         except Unavailable as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         published.append(PublishedOut(room=room, epoch=event.epoch, offset=event.offset))
     return BroadcastOut(published=published)
 
@@ -92,7 +83,7 @@ async def disconnect_user(
     try:
         await rc.disconnect(user, code=code)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,7 +103,7 @@ async def unsubscribe_user(
     try:
         await rc.unsubscribe(user, room)
     except Unavailable as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -122,13 +113,4 @@ async def stats(rc: RoomcastDep, caller: Caller) -> StatsOut:
     itself). Needs an API key."""
     if not caller.admin:
         raise denied(caller, "read stats")
-    s = rc.stats()
-    return StatsOut(
-        node=s.node,
-        connections=s.connections,
-        websockets=s.websockets,
-        sse_streams=s.sse_streams,
-        subscriptions=s.subscriptions,
-        rooms=s.rooms,
-        draining=s.draining,
-    )
+    return StatsOut.model_validate(rc.stats(), from_attributes=True)
