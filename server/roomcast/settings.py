@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: Count = 1
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    handshake_timeout: Positive = 10.0
+    """Seconds a connection has to send a complete request line and headers (HTTP, and
+    the WebSocket handshake); a slower one is closed (roomcast's HTTP protocol)."""
+    max_body_bytes: Annotated[int | None, Field(ge=1)] = None
+    """Largest REST request body in bytes; larger is refused 413 before it is read.
+    Unset: ``max_payload_bytes`` plus 16 KiB for the JSON around the data."""
+    body_timeout: Positive = 10.0
+    """Seconds a REST request body may go without a byte arriving before 408."""
+    retry_after: Count = 5
+    """Seconds a client over a connection limit is asked to wait (``Retry-After``)."""
     graceful_shutdown_timeout: Positive = 10.0
     """Seconds uvicorn waits for connections and tasks to finish on shutdown."""
     drain_timeout: Positive = 5.0
@@ -124,6 +134,8 @@ class Settings(BaseSettings):
     max_payload_bytes: Count = 64 * 1024
     """Largest ``data`` of one publish, encoded as JSON; larger gets ``too_large``."""
     max_subscriptions: Count = 100
+    ws_write_batch: Count = 64
+    """Most queued frames one direct write carries (transports/websocket.py)."""
     max_inflight_publishes: Count = 32
     """Publishes of one connection carried out at once (pipelined, answered in
     order); at the bound the server reads that connection's next frame only once
@@ -136,6 +148,13 @@ class Settings(BaseSettings):
     """Events kept per room for resume and history (memory and Redis brokers)."""
     room_ttl: Positive = 3600.0
     """Seconds an unused room's history is kept once nobody is subscribed."""
+    max_rooms: Count = 100_000
+    """Rooms one process keeps (memory broker: with history; any broker: subscribed);
+    a publish or subscribe that would make one more gets ``unavailable``."""
+    max_history_bytes: Count = 256 * 1024 * 1024
+    """Bytes of retained history one process keeps over all rooms (memory broker); past
+    it the oldest events of the largest rooms are let go (a resume from before them
+    answers ``recovered: false``)."""
     presence: bool = True
     presence_ttl: Positive = 30.0
     """Seconds a presence entry lives unless its process refreshes it (Redis broker):
@@ -240,12 +259,17 @@ class Settings(BaseSettings):
     redis_ping_interval: Positive = 5.0
     """Seconds of pub/sub silence before a PING; no answer within as long again
     counts as a lost connection."""
+    redis_max_batch: Count = 256
+    """Most publishes sent to Redis in one pipeline (hub/redis_batch.py)."""
     redis_backoff_cap: Positive = 2.0
     """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""
 
     # -- observability (docs/deploy.md) ---------------------------------------------
     metrics: bool = True
     """Serve ``/metrics`` (Prometheus text format) for this process."""
+    peer_log_per_minute: Limit = 60
+    """Log lines per minute, per process, about what peers sent wrong (bad frames,
+    evicted streams); past it they are counted in /metrics, not logged. 0: none."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per log line (uvicorn's and roomcast's), with the
     connection id and other fields as keys."""
