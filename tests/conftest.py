@@ -207,3 +207,4 @@ def own_postgres() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.cleanup()
+

@@ -16,10 +16,12 @@ class CountingStore:
     def __init__(self, store: MessageStore) -> None:
         self.store = store
         self.reads = 0
+        self.answered = asyncio.Event()  # a read has its answer (not yet returned)
 
     async def get_room(self, name: str) -> Any:
         self.reads += 1
         record = await self.store.get_room(name)
+        self.answered.set()
         await asyncio.sleep(0.05)  # a database under load: the answer takes a while
         return record
 
@@ -49,7 +51,7 @@ async def test_forgetting_a_room_mid_read_makes_the_next_caller_read_again(
 ) -> None:
     archive, counting = archive_on(store)
     first = asyncio.ensure_future(archive.options("late"))
-    await asyncio.sleep(0.01)  # its read is in flight
+    await counting.answered.wait()  # its read has its (old) answer, not yet returned
     await store.create_room("late", persist=True)
     archive.forget("late")  # created here: the read in flight is stale
     assert not (await first).persist
