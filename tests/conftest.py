@@ -207,4 +207,3 @@ def own_postgres() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.cleanup()
-
