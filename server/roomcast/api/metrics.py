@@ -79,6 +79,17 @@ class HubCollector(Collector):
             "Times the broker's connection (Redis pub/sub) was lost and made again",
             value=hub.broker.reconnects,
         )
+        yield CounterMetricFamily(
+            "roomcast_broker_resyncs_abandoned",
+            "Rooms whose resync after a pub/sub outage kept failing until the live messages "
+            "held for it reached history_size: their subscribers were sent a reset",
+            value=stats.resyncs_abandoned,
+        )
+        yield CounterMetricFamily(
+            "roomcast_peer_log_dropped",
+            "Log lines about peers' bad input not written: over peer_log_per_minute",
+            value=stats.peer_log_dropped,
+        )
         cumulative, buckets = 0, []
         for bound, count in zip(
             (*LATENCY_BUCKETS, float("inf")), stats.latency_buckets, strict=True

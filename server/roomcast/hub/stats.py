@@ -33,15 +33,19 @@ class HubStats:
         "latency_buckets",
         "latency_count",
         "latency_sum",
+        "peer_log_dropped",
         "published",
         "replayed",
+        "resyncs_abandoned",
     )
 
     def __init__(self) -> None:
         self.published = 0  # events this process published (the broker gave them a place)
         self.delivered = 0  # live events and notices offered to local subscribers
         self.replayed = 0  # events queued to subscribers by a resume's replay
+        self.resyncs_abandoned = 0  # Redis rooms whose resync hold hit its bound (reset)
         self.evictions: dict[EvictionReason, int] = {}
+        self.peer_log_dropped = 0  # lines about peers' bad input over peer_log_per_minute
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: +Inf
         self.latency_sum = 0.0
         self.latency_count = 0

@@ -34,6 +34,7 @@ send its ``close`` before sse-starlette cancels it.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -42,11 +43,14 @@ from typing import cast
 import anyio
 import orjson
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from ..auth import ConnectionLease, Principal
 from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
+from ..peerlog import PEER_LOG, PeerStalled, only, peer_address
 from ..protocol.codes import CloseCode, close_reason
 from ..protocol.errors import RoomcastError
 from ..protocol.events import Position
@@ -58,6 +62,8 @@ from .websocket import new_connection_id
 __all__ = ["LastEventIdError", "parse_last_event_id", "sse_response"]
 
 _ROOM = re.compile(r'"room":"([^"]*)"')
+
+log = logging.getLogger("roomcast.sse")
 
 
 class LastEventIdError(RoomcastError, ValueError):
@@ -168,12 +174,40 @@ async def _stream(
         code = sub.close_code
         if code is not None and not sub.peer_gone:
             yield _control("close", {"code": int(code), "reason": close_reason(code)})
+    except Exception:  # a bug (a peer's trouble is in sending: _EventStream): loud, then 1011
+        log.exception("event stream %s failed", sub.conn_id, extra={"conn": sub.conn_id})
+        internal = CloseCode.INTERNAL_ERROR
+        yield _control("close", {"code": int(internal), "reason": close_reason(internal)})
     finally:
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)  # keeps an earlier code
         client.release()
         with anyio.CancelScope(shield=True):
             await hub.disconnect(sub)
             await client.disconnected()
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response, where a peer that stops reading is the peer's
+    problem: when a send makes no progress for ``send_timeout`` (a peer that keeps
+    its socket open but reads nothing, for instance after its eviction), one line
+    goes to the peer log (peerlog.py) and :class:`PeerStalled` tells the server to
+    drop the connection, instead of sse-starlette's ``SendTimeoutError`` in an
+    ExceptionGroup, which uvicorn would log with a 150-line traceback."""
+
+    conn_id = ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (SendTimeoutError, BaseExceptionGroup) as exc:
+            if not only(exc, SendTimeoutError):
+                raise
+            peer = peer_address(scope.get("client"))
+            PEER_LOG.info(
+                "event stream %s to %s dropped: the peer read nothing for %g s",
+                self.conn_id, peer, self.send_timeout, conn=self.conn_id, peer=peer,
+            )  # fmt: skip
+            raise PeerStalled(f"event stream {self.conn_id}: the peer stopped reading") from None
 
 
 class _DrainOnExit:
@@ -208,10 +242,12 @@ def sse_response(
     )
     client = Client(services.authority, sub, lease, hooks=services.hooks)
     weakref.finalize(client, lease.release)
-    return EventSourceResponse(
+    response = _EventStream(
         _stream(hub, client, principal, since, settings),
         ping=settings.sse_keepalive,
         send_timeout=settings.send_timeout,
         shutdown_event=cast(anyio.Event, _DrainOnExit(services.server_shutdown)),
         shutdown_grace_period=settings.drain_timeout,
     )
+    response.conn_id = sub.conn_id
+    return response
