@@ -181,7 +181,7 @@ def test_nginx_conf_proxies_websockets_and_streams_sse_unbuffered() -> None:
     for block in sse:
         assert "proxy_buffering off;" in block
         assert seconds(block, "proxy_read_timeout") > settings.sse_keepalive
-    for header in ("Host $host", "X-Forwarded-For $proxy_add_x_forwarded_for",
+    for header in ("Host $http_host", "X-Forwarded-For $proxy_add_x_forwarded_for",
                    "X-Forwarded-Proto $scheme", "X-Real-IP $remote_addr"):  # fmt: skip
         assert f"proxy_set_header {header};" in text
     assert re.search(r"client_max_body_size \d+k;", text)

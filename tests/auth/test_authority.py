@@ -156,24 +156,60 @@ def test_a_namespace_file_with_an_unknown_option_is_refused(tmp_path: Path) -> N
     [
         (None, "chat.example", True),  # not a browser
         ("https://chat.example", "chat.example", True),  # same origin
-        ("http://127.0.0.1:8000", "127.0.0.1:8000", True),
-        ("http://127.0.0.1:8001", "127.0.0.1:8000", False),  # another port
+        ("https://127.0.0.1:8000", "127.0.0.1:8000", True),
+        ("https://127.0.0.1:8001", "127.0.0.1:8000", False),  # another port
         ("https://chat.example", "chat.example:443", True),
         ("https://evil.example", "chat.example", False),
         ("https://chat.example.evil.example", "chat.example", False),
         ("null", "chat.example", False),
         ("https://app.example", "chat.example", True),  # configured
         ("HTTPS://APP.EXAMPLE", "chat.example", True),
+        ("https://app.example:443", "chat.example", True),  # the default port, written
         ("https://app.example:8443", "chat.example", False),
         ("not a url", "chat.example", False),
     ],
 )
 def test_origins(origin: str | None, host: str, allowed: bool) -> None:
-    assert OriginPolicy(["https://app.example/"]).allows(origin, host) is allowed
+    assert OriginPolicy(["https://app.example/"]).allows(origin, host, scheme="https") is allowed
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "allowed"),
+    [
+        # An Origin without a port has its scheme's default port, never "any port".
+        ("http://127.0.0.1", "127.0.0.1:47829", "http", False),
+        ("http://127.0.0.1", "127.0.0.1:47829", "ws", False),
+        ("http://127.0.0.1:47829", "127.0.0.1:47829", "ws", True),
+        ("http://127.0.0.1", "127.0.0.1", "ws", True),
+        ("http://127.0.0.1:80", "127.0.0.1", "http", True),
+        ("https://chat.example", "chat.example:443", "wss", True),
+        # A Host without a port has the default port of the server's scheme: a proxy
+        # that drops the port (nginx's $host) no longer makes every port the same.
+        ("http://chat.example:8080", "chat.example", "http", False),
+        ("https://chat.example:8443", "chat.example", "https", False),
+        ("https://chat.example", "chat.example", "https", True),
+        # The scheme is part of the origin.
+        ("http://chat.example", "chat.example", "https", False),
+        ("http://chat.example", "chat.example", "wss", False),
+        ("https://chat.example", "chat.example", "http", False),
+        ("http://chat.example:443", "chat.example", "https", False),
+        # IPv6, userinfo, junk.
+        ("http://[::1]:8000", "[::1]:8000", "http", True),
+        ("http://[::1]", "[::1]:8000", "http", False),
+        ("http://user@chat.example", "chat.example", "http", False),
+        ("ftp://chat.example", "chat.example", "http", False),
+        ("http://chat.example", "chat.example:99999", "http", False),
+        ("http://chat.example", "", "http", False),
+    ],
+)
+def test_same_origin_compares_scheme_host_and_effective_port(
+    origin: str, host: str, scheme: str, allowed: bool
+) -> None:
+    assert OriginPolicy([]).allows(origin, host, scheme=scheme) is allowed
 
 
 def test_a_star_allows_every_origin() -> None:
-    assert OriginPolicy(["*"]).allows("https://evil.example", "chat.example")
+    assert OriginPolicy(["*"]).allows("https://evil.example", "chat.example", scheme="https")
 
 
 def test_connection_limits_per_ip_and_per_user_and_release() -> None:

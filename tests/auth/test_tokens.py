@@ -124,6 +124,30 @@ async def test_leeway_accepts_a_token_just_past_exp() -> None:
     assert (await v.principal(hs256(exp=int(time.time()) - 5))).user == "alice"
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", "9999999999"),  # pyjwt alone takes int("9999999999") for a date
+        ("exp", " 9999999999 "),
+        ("exp", True),
+        ("exp", [9999999999]),
+        ("nbf", "1"),
+        ("iat", "1"),
+        ("nbf", False),
+    ],
+)
+async def test_exp_nbf_and_iat_must_be_numeric_dates_not_strings(claim: str, value: Any) -> None:
+    with pytest.raises(InvalidCredentials, match=r"NumericDate|must be an integer"):
+        await hs().principal(hs256(**{claim: value}))
+
+
+async def test_numeric_dates_may_be_integers_or_fractions() -> None:
+    now = time.time()
+    token = hs256(exp=now + 300.5, nbf=int(now) - 10, iat=now - 1.25)
+    principal = await hs().principal(token)
+    assert principal.expires == pytest.approx(now + 300.5)
+
+
 @pytest.mark.parametrize("missing", ["exp", "sub"])
 async def test_exp_and_sub_are_required(missing: str) -> None:
     with pytest.raises(InvalidCredentials):

@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from ..auth import Principal
 from ..hub.broker import Unavailable
 from ..hub.hub import DurableNotPersisted
+from ..hub.publishing import PublishedNotPersisted
 from ..protocol.codec import DataNotEncodable, encode_data
-from ..protocol.codes import http_status_of
+from ..protocol.codes import ErrorCode, http_status_of
 from ..protocol.errors import RequestError
 from .deps import RoomcastDep
 from .schemas import (
@@ -38,6 +39,13 @@ NOT_PERSISTED: Responses = {
     409: {"model": ErrorBody, "description": "durable=true on a room that is not persisted"}
 }
 BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
+NOT_COMMITTED: Responses = {
+    500: {
+        "model": ErrorBody,
+        "description": "durable=true: delivered live and in the history, but the commit failed"
+        " (error code not_persisted); publishing again would deliver it twice",
+    }
+}
 
 
 def unavailable(exc: Unavailable) -> HTTPException:
@@ -48,7 +56,7 @@ def unavailable(exc: Unavailable) -> HTTPException:
     "/rooms/{room}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=PublishedOut,
-    responses=BAD_BODY | AUTH_ERRORS | NOT_PERSISTED | TOO_LARGE | UNAVAILABLE,
+    responses=BAD_BODY | AUTH_ERRORS | NOT_PERSISTED | TOO_LARGE | NOT_COMMITTED | UNAVAILABLE,
 )
 async def publish(
     room: RoomName,
@@ -60,7 +68,9 @@ async def publish(
     ] = False,
 ) -> PublishedOut:
     """Publish `data` to the room: every subscriber gets it as a `message` event.
-    Needs an API key, or a token whose `publish` patterns match the room."""
+    Needs an API key, or a token whose `publish` patterns match the room.
+    503: refused, nobody got it (retry). 500 with `durable`: it went out but was
+    not committed (`not_persisted`; do not simply retry)."""
     if not rc.authority.may_publish(caller, room):
         raise denied(caller, f"publish to {room!r}")
     data = await checked_data(rc, caller, room, body.data)
@@ -71,6 +81,8 @@ async def publish(
         raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
     except Unavailable as exc:
         raise unavailable(exc) from None
+    except PublishedNotPersisted as exc:
+        raise HTTPException(http_status_of(ErrorCode.NOT_PERSISTED), str(exc)) from None
     return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
 
 

@@ -99,10 +99,10 @@ async def _admit(
     its rooms, take the stream's place in the connection limits, then ask the
     application's hooks: ``on_connect``, and ``on_subscribe`` for each room."""
     authority = rc.authority
-    origin = request.headers.get("origin")
+    origin, scheme = request.headers.get("origin"), request.url.scheme
     if authority.host_authenticates:
         # The application's credentials are most likely a cookie: same rule as below.
-        if not authority.origins.allows(origin, request.headers.get("host")):
+        if not authority.origins.allows(origin, request.headers.get("host"), scheme=scheme):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
         host = scope_principal(request)
         if host is None:
@@ -111,7 +111,8 @@ async def _admit(
     else:
         token, from_cookie = stream_credentials(request, authority, token)
         cookie_credentials = from_cookie and authority.required  # auth=off ignores tokens
-        if cookie_credentials and not authority.origins.allows(origin, request.headers.get("host")):
+        host_header = request.headers.get("host")
+        if cookie_credentials and not authority.origins.allows(origin, host_header, scheme=scheme):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"origin {origin!r} is not allowed")
         try:
             principal = await authority.authenticate(token, name)
@@ -127,7 +128,7 @@ async def _admit(
     except ConnectionClosing as exc:
         if lease is not None:
             lease.release()
-        raise http_error(exc) from None
+        raise http_error(exc, retry_after=rc.settings.retry_after) from None
     hooks = rc.services.hooks
     connected = False
     try:

@@ -179,6 +179,11 @@ class Authority:
             return True
         return self.namespaces.of(room).client_publish and principal.publish.matches(room)
 
+    def may_write(self, principal: Principal) -> bool:
+        """Whether the principal may publish somewhere or administer: what every REST
+        request with a body does. False lets REST refuse one before reading it."""
+        return principal.admin or bool(principal.publish)
+
     def may_administer(self, principal: Principal) -> bool:
         """Create, list and delete rooms (REST)."""
         return principal.admin

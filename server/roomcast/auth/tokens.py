@@ -9,11 +9,15 @@ only, so a public key can never be used as an HMAC secret.
 Claims: ``sub`` and ``exp`` are required; ``name`` (display name), ``rooms``
 (patterns it may subscribe to) and ``publish`` (patterns it may publish to)
 are optional; ``iss`` and ``aud`` are checked when the settings name them.
+``exp``, ``nbf`` and ``iat`` must be NumericDates (RFC 7519: a JSON number):
+pyjwt converts them with ``int()``, so it takes ``"exp": "9999999999"`` (a
+string) for a date; roomcast refuses such a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,21 @@ __all__ = ["TokenVerifier", "issue_token"]
 MAX_PATTERNS = 256
 MAX_PATTERN_LENGTH = 256
 MAX_SUBJECT_LENGTH = 256
+DATE_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_dates(claims: dict[str, Any]) -> None:
+    """Each date claim present is a finite JSON number (not a string, not a bool)."""
+    for claim in DATE_CLAIMS:
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidCredentials(f"{claim} must be a NumericDate (a number of seconds)")
 
 
 def _public_key(value: str | None) -> str | None:
@@ -52,7 +71,7 @@ class TokenVerifier:
         self.jwks: jwt.PyJWKClient | None = None
         if settings.jwt_jwks_url:
             self.jwks = jwt.PyJWKClient(
-                settings.jwt_jwks_url,
+                settings.jwt_jwks_url.get_secret_value(),
                 cache_jwk_set=True,
                 lifespan=settings.jwks_cache_ttl,
                 timeout=settings.jwks_timeout,
@@ -87,7 +106,21 @@ class TokenVerifier:
         if key is None:
             raise InvalidCredentials(f"no key configured for {alg}")
         try:
-            return jwt.decode(
+            claims = self._decode(token, key, alg, check_dates=True)
+        except jwt.ExpiredSignatureError:
+            # "exp": true is int 1 to pyjwt: expired. Whether it was a date at all
+            # decides between "expired" (get a new token) and "invalid".
+            _check_dates(self._decode(token, key, alg, check_dates=False))
+            raise TokenExpiredError("token expired") from None
+        _check_dates(claims)
+        return claims
+
+    def _decode(self, token: str, key: Any, alg: str, *, check_dates: bool) -> dict[str, Any]:
+        """pyjwt's verified claims; InvalidCredentials for anything but an expired token
+        (``jwt.ExpiredSignatureError``). ``check_dates=False``: ``exp``, ``nbf`` and
+        ``iat`` are not compared with the clock."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -97,13 +130,17 @@ class TokenVerifier:
                 options={
                     "require": ["exp", "sub"],
                     "verify_aud": self.audience is not None,
+                    "verify_exp": check_dates,
+                    "verify_nbf": check_dates,
+                    "verify_iat": check_dates,
                 },
             )
         except jwt.ExpiredSignatureError:
-            raise TokenExpiredError("token expired") from None
+            raise
         except (jwt.PyJWTError, ValueError, TypeError) as exc:  # InvalidKeyError: a key of
             # another kind (an RSA key for an ES256 token) is not a token error in pyjwt
             raise InvalidCredentials(f"invalid token: {exc}") from None
+        return claims
 
     async def principal(self, token: str) -> Principal:
         """The principal a valid token names (see :meth:`claims` for errors)."""
