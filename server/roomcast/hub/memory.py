@@ -2,10 +2,26 @@
 
 Everything happens synchronously inside each call, so a publish assigns its
 offset, appends to the room's history ring and reaches the hub before it
-returns; order and history agree by construction. Each room gets a random
-epoch when it is first used; a room with no subscribers that is idle for
-``room_ttl`` seconds is dropped, so a later use starts a new epoch and a
-resume from before it answers ``recovered: false``.
+returns; order and history agree by construction.
+
+Bounds: a room exists once it is written to (a publish, a subscribe, a presence
+entry); reads of a room that does not exist (``recover``, ``history``,
+``presence_list``) create nothing and answer as an empty room. At most
+``max_rooms`` rooms exist at once: one more is refused with
+:class:`BrokerUnavailable`. Each room keeps at most its ``history_size`` events,
+and all rooms together at most ``max_history_bytes`` (counted by
+:func:`event_cost`): past that, the oldest events of the largest rooms are let
+go (:meth:`MemoryBroker.trim`), so a resume from before them answers
+``recovered: false``, as when a room's own ring drops them.
+
+Epochs: a new room starts in the broker's current *fresh* epoch, the same one a
+read of an unknown room answers with offset 0, so a client that read an unknown
+room and subscribes with that position once the room exists is replayed all of
+it. A room with no subscribers and no presence that is idle for ``room_ttl``
+seconds is dropped; if it had events in the fresh epoch, the fresh epoch is
+replaced first, so the room's next life starts in a new epoch and a resume from
+before it answers ``recovered: false`` (a position at offset 0 of an old fresh
+epoch, which names no event, then answers ``recovered: false`` too: a reload).
 """
 
 from __future__ import annotations
@@ -18,9 +34,20 @@ import time
 from collections import deque
 
 from ..protocol.events import Event, Notice, Position
-from .broker import Broker, HistoryPage, PresenceEntry, Recovery
+from .broker import Broker, BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
+from .supervise import supervised
 
-__all__ = ["MemoryBroker", "new_epoch"]
+__all__ = ["EVENT_OVERHEAD", "MemoryBroker", "event_cost", "new_epoch"]
+
+EVENT_OVERHEAD = 800
+"""Bytes a retained event costs beyond four times its payload and sender."""
+
+
+def event_cost(event: Event) -> int:
+    """What one retained event is counted for against ``max_history_bytes``: its
+    payload and sender four times (the raw data, and the text, wire and SSE forms a
+    fan-out caches on it), plus :data:`EVENT_OVERHEAD` for the objects."""
+    return EVENT_OVERHEAD + 4 * (len(event.data) + len(event.sender))
 
 
 def new_epoch() -> str:
@@ -29,12 +56,13 @@ def new_epoch() -> str:
 
 
 class _RoomLog:
-    __slots__ = ("epoch", "events", "offset", "presence", "used")
+    __slots__ = ("bytes", "epoch", "events", "offset", "presence", "used")
 
-    def __init__(self, history_size: int) -> None:
-        self.epoch = new_epoch()
+    def __init__(self, history_size: int, epoch: str) -> None:
+        self.epoch = epoch
         self.offset = 0
         self.events: deque[Event] = deque(maxlen=history_size)
+        self.bytes = 0  # event_cost of the retained events
         self.presence: dict[str, PresenceEntry] = {}
         self.used = time.monotonic()
 
@@ -50,23 +78,45 @@ class _RoomLog:
 class MemoryBroker(Broker):
     """Rooms, history rings and presence in this process's memory."""
 
-    def __init__(self, *, history_size: int = 1000, room_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        room_ttl: float = 3600.0,
+        max_rooms: int = 100_000,
+        max_history_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
         super().__init__()
         self.history_size = history_size
         self.room_ttl = room_ttl
+        self.max_rooms = max_rooms
+        self.max_history_bytes = max_history_bytes
+        self.history_bytes = 0  # event_cost of every retained event, all rooms
+        self._fresh = new_epoch()  # new rooms start in it; unknown rooms read as in it
         self._rooms: dict[str, _RoomLog] = {}
         self._subscribed: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     def _room(self, room: str) -> _RoomLog:
+        """``room``'s log for a write, made if it is new; BrokerUnavailable when that
+        would be one more room than ``max_rooms``."""
         log = self._rooms.get(room)
         if log is None:
-            log = self._rooms[room] = _RoomLog(self.history_size)
+            if len(self._rooms) >= self.max_rooms:
+                raise BrokerUnavailable(f"this process has {self.max_rooms} rooms (max_rooms)")
+            log = self._rooms[room] = _RoomLog(self.history_size, self._fresh)
         log.used = time.monotonic()
         return log
 
+    def _read(self, room: str) -> _RoomLog | None:
+        """``room``'s log for a read; None (and nothing made) when it does not exist."""
+        log = self._rooms.get(room)
+        if log is not None:
+            log.used = time.monotonic()
+        return log
+
     async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="roomcast-memory-sweep")
+        self._sweeper = supervised("roomcast-memory-sweep", self._sweep_forever)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -90,19 +140,25 @@ class MemoryBroker(Broker):
             if log.used < deadline and name not in self._subscribed and not log.presence
         ]
         for name in idle:
-            del self._rooms[name]
+            log = self._rooms.pop(name)
+            self.history_bytes -= log.bytes
+            if log.offset and log.epoch == self._fresh:  # its next life: another epoch
+                self._fresh = new_epoch()
         return len(idle)
 
     def seed(self, room: str, position: Position, events: list[Event]) -> None:
         """Continue ``room`` at ``position`` with ``events`` as its retained
         history (a persisted room after a restart: its positions go on)."""
-        log = self._room(room)
+        log = self._rooms.get(room)
+        if log is None:  # at startup, before any client: not held to max_rooms
+            log = self._rooms[room] = _RoomLog(self.history_size, position.epoch)
         log.epoch, log.offset = position
         log.events.clear()
         kept = [e for e in events if e.epoch == position.epoch][-self.history_size :]
         offsets = [e.offset for e in kept]
         if offsets == list(range(position.offset - len(kept) + 1, position.offset + 1)):
             log.events.extend(kept)  # else keep none rather than a ring with a hole
+        self._recount(log)
 
     async def publish(
         self, room: str, data: bytes, sender: str, *, history_size: int | None = None
@@ -114,7 +170,10 @@ class MemoryBroker(Broker):
     ) -> asyncio.Future[Event]:
         """Published (and delivered) before this returns: the future is done."""
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        future.set_result(self._publish_now(room, data, sender, history_size))
+        try:
+            future.set_result(self._publish_now(room, data, sender, history_size))
+        except BrokerUnavailable as exc:  # max_rooms
+            future.set_exception(exc)
         return future
 
     def _publish_now(self, room: str, data: bytes, sender: str, history_size: int | None) -> Event:
@@ -122,12 +181,59 @@ class MemoryBroker(Broker):
         size = history_size or self.history_size
         if log.events.maxlen != size:
             log.events = deque(log.events, maxlen=size)
+            self._recount(log)
         log.offset += 1
         event = Event(room, log.epoch, log.offset, data, sender, time.time())
-        log.events.append(event)
+        self._retain(log, event)
         if room in self._subscribed:
             self.sink.deliver(event)
         return event
+
+    def _retain(self, log: _RoomLog, event: Event) -> None:
+        """Append ``event`` to ``log``'s ring and keep the byte counts: O(1), and
+        :meth:`trim` (amortized O(1)) once past ``max_history_bytes``."""
+        events = log.events
+        if not events.maxlen:
+            return
+        change = event_cost(event)
+        if len(events) == events.maxlen:
+            change -= event_cost(events[0])  # the ring lets its oldest go
+        events.append(event)
+        log.bytes += change
+        self.history_bytes += change
+        if self.history_bytes > self.max_history_bytes:
+            self.trim()
+
+    def _recount(self, log: _RoomLog) -> None:
+        count = sum(map(event_cost, log.events))
+        self.history_bytes += count - log.bytes
+        log.bytes = count
+
+    def trim(self) -> None:
+        """Let the oldest events of the largest rooms go until all rooms together
+        keep at most 7/8 of ``max_history_bytes``: the largest rooms are cut down
+        to one common size, as little as that takes. One pass over the rooms per
+        1/8 of the bound published: amortized O(1) per publish."""
+        target = self.max_history_bytes - self.max_history_bytes // 8
+        excess = self.history_bytes - target
+        if excess <= 0:
+            return
+        logs = sorted((log for log in self._rooms.values() if log.bytes), key=_size, reverse=True)
+        total, level = 0, 0
+        for count, log in enumerate(logs, 1):
+            total += log.bytes
+            below = logs[count].bytes if count < len(logs) else 0
+            if total - count * below >= excess:  # cutting these to `below` is enough
+                level = (total - excess) // count
+                break
+        for log in logs:
+            if log.bytes <= level:
+                break
+            events = log.events
+            while log.bytes > level and events:
+                cost = event_cost(events.popleft())
+                log.bytes -= cost
+                self.history_bytes -= cost
 
     async def publish_notice(self, notice: Notice) -> None:
         if notice.room in self._subscribed:
@@ -138,8 +244,8 @@ class MemoryBroker(Broker):
         self.sink.deliver_control(message)
 
     async def subscribe(self, room: str) -> None:
-        self._subscribed.add(room)
         self._room(room)
+        self._subscribed.add(room)
 
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
@@ -151,7 +257,10 @@ class MemoryBroker(Broker):
         return None if log is None else log.position  # publish delivers synchronously
 
     async def recover(self, room: str, since: Position | None) -> Recovery:
-        log = self._room(room)
+        log = self._read(room)
+        if log is None:  # as the empty room it would be if it were made now
+            position = Position(self._fresh, 0)
+            return Recovery(position, [], True) if since == position else Recovery(position)
         position = log.position
         if since is None:
             return Recovery(position)
@@ -163,7 +272,9 @@ class MemoryBroker(Broker):
         return Recovery(position, list(itertools.islice(log.events, start, None)), True)
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
-        log = self._room(room)
+        log = self._read(room)
+        if log is None:
+            return HistoryPage(Position(self._fresh, 0), [], False)
         first = log.first_offset()
         end = log.offset + 1 if before is None else min(before, log.offset + 1)
         begin = max(first, end - limit)
@@ -181,5 +292,9 @@ class MemoryBroker(Broker):
             log.presence.pop(conn, None)
 
     async def presence_list(self, room: str) -> list[PresenceEntry]:
-        log = self._rooms.get(room)
+        log = self._read(room)
         return [] if log is None else list(log.presence.values())
+
+
+def _size(log: _RoomLog) -> int:
+    return log.bytes

@@ -56,22 +56,14 @@ from .broker import Broker, BrokerUnavailable, HistoryPage, PresenceEntry, Recov
 from .memory import new_epoch
 from .redis_batch import PublishBatcher
 from .redis_pubsub import PubSubLink
+from .redis_wire import MalformedMessage, decode_control, decode_live, decode_payload
+from .redis_wire import encode_payload as encode_payload
+from .stats import STATS
+from .supervise import supervised
 
 __all__ = ["RedisBroker", "decode_payload", "encode_payload"]
 
 log = logging.getLogger("roomcast.redis")
-
-
-def encode_payload(ts: float, sender: str, data: bytes) -> bytes:
-    """``<ts> <len(sender)> <sender><data>``: see redis_scripts.py."""
-    name = sender.encode()
-    return b"%r %d %s%s" % (ts, len(name), name, data)
-
-
-def decode_payload(payload: bytes) -> tuple[float, str, bytes]:
-    ts, size, rest = payload.split(b" ", 2)
-    n = int(size)
-    return float(ts), rest[:n].decode(), rest[n:]
 
 
 class RedisBroker(Broker):
@@ -91,9 +83,11 @@ class RedisBroker(Broker):
         timeout: float = 5.0,
         ping_interval: float = 5.0,
         backoff_cap: float = 2.0,
+        max_batch: int = 256,
     ) -> None:
         super().__init__()
         self.url = url
+        self.max_batch = max_batch  # most publishes in one pipeline (redis_batch.py)
         self.history_size = history_size
         self.room_ttl = max(1, int(room_ttl))
         self.presence_ttl = presence_ttl
@@ -166,7 +160,10 @@ class RedisBroker(Broker):
         for name in redis_scripts.__all__:
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
         self._batcher = PublishBatcher(
-            self._current_client, self._scripts["PUBLISH"], pipelined=not self.cluster
+            self._current_client,
+            self._scripts["PUBLISH"],
+            pipelined=not self.cluster,
+            max_batch=self.max_batch,
         )
         if not self.cluster:
             await self._start_link("main", self._new_connection)
@@ -174,7 +171,7 @@ class RedisBroker(Broker):
             await (await self._link_for(self.control_channel)).subscribe(self.control_channel)
         except BrokerUnavailable as exc:
             log.warning("control channel not subscribed yet (%s): it will be on connect", exc)
-        self._upkeep = asyncio.create_task(self._upkeep_forever(), name="roomcast-redis-upkeep")
+        self._upkeep = supervised("roomcast-redis-upkeep", self._upkeep_forever)
 
     async def _start_link(self, name: str, connect: Any) -> PubSubLink:
         link = self._links[name] = PubSubLink(
@@ -287,43 +284,66 @@ class RedisBroker(Broker):
     # -- receiving ------------------------------------------------------------------------
 
     def _on_message(self, channel: bytes, message: bytes) -> None:
-        if channel not in self._wanted:  # never the control channel: see below
-            if channel == self.control_channel:
-                node, _, body = message.partition(b" ")
-                if node != self._node:  # this process applied its own when it sent it
-                    self.sink.deliver_control(orjson.loads(body))
-            return  # else in flight when this process unsubscribed
-        room = self._room_of(channel)
-        if message[:1] == b"!":
-            fields = orjson.loads(message[1:])
-            item: Event | Notice = Notice(fields.pop("type"), fields.pop("room"), fields)
-        else:
-            epoch, offset, payload = message.split(b" ", 2)
-            ts, sender, data = decode_payload(payload)
-            item = Event(room, epoch.decode(), int(offset), data, sender, ts)
+        """A message as the link reads it. Never raises: a message that does not
+        decode is logged with its channel and skipped; delivery errors: _pass."""
+        try:
+            if channel not in self._wanted:  # never the control channel: see below
+                if channel == self.control_channel:
+                    node, control = decode_control(message)
+                    if node != self._node:  # this process applied its own when it sent it
+                        self._control(control)
+                return  # else in flight when this process unsubscribed
+            room = self._room_of(channel)
+            item = decode_live(room, message)
+        except MalformedMessage as exc:
+            log.warning("skipped a malformed pub/sub message on %r: %s", channel, exc)
+            return
         held = self._held.get(room)
         if held is not None:
-            held.append(item)
+            self._hold(room, held, item)
         else:
             self._pass(item)
 
     def _pass(self, item: Event | Notice) -> None:
-        """Deliver through the gate: nothing at or before the last position twice."""
+        """Deliver through the gate: nothing at or before the last position twice.
+
+        The gate moves once the hub has taken the event (a subscriber that fails
+        is the hub's to close: Hub.deliver). Should the hub itself raise, this
+        process's subscribers of the room may have missed the event: the error is
+        logged with the room and offset, they get a ``reset`` at its position
+        (reload: the history has it), and the gate moves on. Never raises.
+        """
         if isinstance(item, Notice):
-            self.sink.deliver_notice(item)
+            self._notify(item)
             return
-        last = self._delivered.get(item.room)
+        room = item.room
+        last = self._delivered.get(room)
         if last is not None:
             if item.epoch == last.epoch and item.offset <= last.offset:
                 return
             if item.epoch != last.epoch:
-                self._reset(item.room, Position(item.epoch, 0))
-        self._delivered[item.room] = item.position
-        self.sink.deliver(item)
+                self._reset(room, Position(item.epoch, 0))
+        try:
+            self.sink.deliver(item)
+        except Exception:
+            log.exception("delivering %s offset %s:%d failed", room, item.epoch, item.offset)
+            self._reset(room, item.position)
+        self._delivered[room] = item.position
+
+    def _notify(self, notice: Notice) -> None:
+        try:
+            self.sink.deliver_notice(notice)
+        except Exception:
+            log.exception("delivering a %s notice in %s failed", notice.kind, notice.room)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        try:
+            self.sink.deliver_control(message)
+        except Exception:
+            log.exception("acting on the control message %r failed", message)
 
     def _reset(self, room: str, position: Position) -> None:
-        notice = Notice("reset", room, {"epoch": position.epoch, "offset": position.offset})
-        self.sink.deliver_notice(notice)
+        self._notify(Notice("reset", room, {"epoch": position.epoch, "offset": position.offset}))
 
     def _rooms_on(self, name: str) -> list[str]:
         """The rooms whose channels link ``name`` carries (not the control channel)."""
@@ -334,6 +354,37 @@ class RedisBroker(Broker):
         """A pub/sub link dropped: hold its rooms' live messages until each is resynced."""
         for room in self._rooms_on(name):
             self._held.setdefault(room, [])
+
+    def _hold(self, room: str, held: list[Event | Notice], item: Event | Notice) -> None:
+        """Hold ``item`` until ``room`` is resynced, at most ``history_size`` items:
+        more events than that since the last delivered one, and the stream no
+        longer has the gap anyway. Past it (a resync that keeps failing: Redis out
+        of memory under ``noeviction``, read-only after a failover), the hold is
+        given up: held notices are passed on, and unless only notices were held,
+        subscribers get a ``reset`` at the newest held event (they reload), the
+        gate moves there, live messages flow again and the resync stops. Counted
+        in /metrics (``roomcast_broker_resyncs_abandoned``)."""
+        held.append(item)
+        if len(held) <= self.history_size:
+            return
+        newest = None
+        for kept in held:
+            if isinstance(kept, Event):
+                newest = kept.position
+            else:
+                self._pass(kept)
+        held.clear()
+        if newest is None:
+            return  # only notices so far: the room stays held for its resync
+        del self._held[room]
+        log.warning(
+            "room %s: resync failing with %d live messages held; gave up the gap, "
+            "subscribers are told to reload from %s:%d",
+            room, self.history_size + 1, newest.epoch, newest.offset,
+        )  # fmt: skip
+        STATS.resyncs_abandoned += 1
+        self._reset(room, newest)
+        self._delivered[room] = newest
 
     async def _resync_link(self, name: str) -> None:
         link = self._links[name]
@@ -350,7 +401,8 @@ class RedisBroker(Broker):
         live, so the hold must stay for that connection's resync, whose read
         comes after it. Releasing now would pass later live messages over that
         gap (and the gate would then drop the gap's events as delivered). A
-        failed read is retried (the held messages wait rather than pass over a gap).
+        failed read is retried (the held messages wait rather than pass over a gap)
+        while the room is held: :meth:`_hold` gives up at its bound, which ends it.
         """
 
         def current() -> bool:
@@ -464,12 +516,15 @@ class RedisBroker(Broker):
         return [PresenceEntry(**orjson.loads(raw)) for raw in entries]
 
     async def _upkeep_forever(self) -> None:
+        """:meth:`upkeep` every ``presence_refresh`` seconds. Redis being away is
+        expected (a warning, retried next time); anything else is a bug, for the
+        supervisor (supervise.py): logged with its traceback, restarted."""
         while True:
             await asyncio.sleep(self.presence_refresh)
             try:
                 await self.upkeep()
-            except Exception:
-                log.warning("presence upkeep failed", exc_info=True)
+            except BrokerUnavailable as exc:
+                log.warning("presence upkeep failed: %s", exc)
 
     async def upkeep(self) -> None:
         """Refresh this process's presence and room keys; announce expired members."""

@@ -19,6 +19,10 @@ callers no longer wait for each other's replies before enqueueing).
 
 A failed batch fails every future in it with :class:`BrokerUnavailable`; the
 next batch starts afresh. At most ``max_batch`` commands go in one pipeline.
+Anything else that goes wrong with a batch (a bug) fails its futures with that
+error and escapes to the supervisor (supervise.py), which logs it and, after a
+pause, runs the flusher again for what is still queued. The flusher ends when
+the queue is empty; the next enqueue starts a new one.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from .broker import BrokerUnavailable
+from .supervise import supervised
 
 __all__ = ["PublishBatcher"]
 
@@ -68,8 +73,17 @@ class PublishBatcher:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future, make))
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="roomcast-redis-publish")
+            self._start()
         return future
+
+    def _start(self) -> None:
+        self._flusher = supervised("roomcast-redis-publish", self._flush)
+        self._flusher.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flusher = None
+        if self._queue and not task.cancelled():  # enqueued after it took the last batch
+            self._start()
 
     async def stop(self) -> None:
         """Wait for what is queued to be sent (the caller stops taking publishes first)."""
@@ -77,19 +91,10 @@ class PublishBatcher:
             await asyncio.shield(self._flusher)
 
     async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = [
-                    self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
-                ]
-                try:
-                    replies = await self._send(batch)
-                except (RedisError, OSError) as exc:
-                    failure = BrokerUnavailable(f"redis: {exc}")
-                    for _, _, future, _ in batch:
-                        if not future.done():
-                            future.set_exception(failure)
-                    continue
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                replies = await self._send(batch)
                 for (_, _, future, make), reply in zip(batch, replies, strict=True):
                     if future.done():
                         continue
@@ -97,10 +102,15 @@ class PublishBatcher:
                         future.set_exception(BrokerUnavailable(f"redis: {reply}"))
                     else:
                         future.set_result(make(reply))
-        finally:
-            self._flusher = None
-            if self._queue:  # enqueued while the last batch failed out of the loop
-                self._flusher = asyncio.create_task(self._flush(), name="roomcast-redis-publish")
+            except (RedisError, OSError) as exc:
+                _fail(batch, BrokerUnavailable(f"redis: {exc}"))
+            except asyncio.CancelledError:
+                for _, _, future, _ in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:  # a bug: answer the batch, then the supervisor logs it
+                _fail(batch, exc)
+                raise
 
     async def _send(self, batch: list[_Item]) -> list[Any]:
         client = self._client()
@@ -119,3 +129,9 @@ class PublishBatcher:
                 await self._script(keys=keys, args=args, client=pipe)
             result: list[Any] = await pipe.execute(raise_on_error=False)
             return result
+
+
+def _fail(batch: list[_Item], error: Exception) -> None:
+    for _, _, future, _ in batch:
+        if not future.done():
+            future.set_exception(error)
