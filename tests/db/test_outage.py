@@ -20,11 +20,17 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from roomcast.db.archive import SqlArchive
 from roomcast.db.engine import create_engine
 from roomcast.db.migrate import upgrade_async
 from roomcast.db.store import DatabaseUnavailable, MessageStore
 from roomcast.db.writer import BatchedWriter
+from roomcast.hub.archive import RoomOptions
 from roomcast.hub.broker import Unavailable
+from roomcast.hub.hub import Hub
+from roomcast.hub.memory import MemoryBroker
+from roomcast.hub.publishing import PublishedNotPersisted
+from roomcast.hub.subscriber import Subscriber
 from roomcast.protocol.events import Event
 
 from ..postgres_server import PostgresServer
@@ -180,3 +186,35 @@ async def test_a_write_that_waits_too_long_for_a_lock_fails_and_later_ones_succe
         await eventually(lambda: writer.healthy)  # reads still worked: the ping succeeds
         await asyncio.wait_for(writer.submit(event(1)), 10)
         assert await store.count("r") == 1
+
+
+async def test_a_durable_publish_delivered_but_not_committed_is_not_persisted_not_unavailable(
+    outage: Outage, backend: str
+) -> None:
+    """The database fails the commit after the event went out: the publisher hears
+    ``not_persisted`` (PublishedNotPersisted, with the event's position), never the
+    ``unavailable`` of a publish refused before anyone received it."""
+    await upgrade_async(outage.url)
+    async with running_writer(outage.url) as (engine, store, writer):
+        archive = SqlArchive(store, writer)
+        archive.remember("log", RoomOptions(persist=True))
+        hub = Hub(MemoryBroker(), archive=archive, presence=False)
+        watcher = Subscriber("w", "w", max_messages=100, max_bytes=1 << 20)
+        await hub.subscribe(watcher, "log", None, lambda recovery: None)
+        await asyncio.wait_for(hub.publish("log", b"0", "p", durable=True), 10)
+
+        outage.down()  # the writer does not know yet: it is still healthy
+        if backend == "sqlite":
+            await engine.dispose()
+        with pytest.raises(PublishedNotPersisted) as failed:
+            await asyncio.wait_for(hub.publish("log", b"1", "p", durable=True), 20)
+        assert not isinstance(failed.value, Unavailable)
+        assert failed.value.event.offset == 2
+        assert [orjson.loads(f)["offset"] for f in iter(watcher.pop, None)] == [1, 2]
+
+        # From now on the writer knows: refused before anyone receives it.
+        for durable in (True, False):
+            with pytest.raises(Unavailable):
+                await hub.publish("log", b"2", "p", durable=durable)
+        assert watcher.pop() is None
+        outage.up()

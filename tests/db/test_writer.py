@@ -327,3 +327,43 @@ async def test_persisted_messages_survive_a_restart(migrated_url: str) -> None:
         ]
     finally:
         await engine.dispose()
+
+
+async def test_the_writer_task_comes_back_after_a_failure_and_writes_what_was_queued(
+    store: MessageStore, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = await make_writer()
+    real = writer._linger
+    calls = 0
+
+    async def linger_failing_once() -> None:  # breaks the task's loop once, a bug
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected")
+        await real()
+
+    writer._linger = linger_failing_once  # type: ignore[method-assign]
+    first = writer.submit(event(1))
+    await asyncio.wait_for(first, 10)  # written by the restarted task
+    await asyncio.wait_for(writer.submit(event(2)), 10)
+    assert await store.count("r") == 2
+    assert writer.running
+    assert writer.healthy
+    (failure,) = [r for r in caplog.records if r.name == "roomcast.supervise"]
+    assert failure.exc_info is not None
+    assert "roomcast-db-writer" in failure.getMessage()
+
+
+async def test_a_writer_failing_while_it_stops_is_not_restarted(make_writer: MakeWriter) -> None:
+    writer = await make_writer()
+
+    async def linger_failing() -> None:
+        raise RuntimeError("injected")
+
+    writer._linger = linger_failing  # type: ignore[method-assign]
+    queued = writer.submit(event(1))
+    writer._accepting = False  # stop() has begun: the failure ends the task
+    with pytest.raises(WriterClosed):
+        await asyncio.wait_for(queued, 10)
+    assert not writer.running

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import pytest
 
 from roomcast.auth import Authority
+from roomcast.hub.broker import BrokerUnavailable, PresenceEntry
 from roomcast.hub.hub import Hub
 from roomcast.hub.memory import MemoryBroker
 from roomcast.hub.subscriber import Subscriber
@@ -42,3 +46,30 @@ async def test_publish_replies_with_the_events_position_after_the_event() -> Non
     frames = [json.loads(f) for f in iter(sub.pop, None)]
     assert [f.get("id", f.get("type")) for f in frames] == [1, "message", 2]
     assert frames[2]["result"]["offset"] == frames[1]["offset"] == 1
+
+
+class PresenceDown(MemoryBroker):
+    """The memory broker, with its presence store failing (as Redis does when it
+    goes away between a subscribe's replay and its join)."""
+
+    async def presence_add(self, room: str, entry: PresenceEntry) -> None:
+        raise BrokerUnavailable("redis: presence is down")
+
+
+async def test_a_subscribe_whose_join_cannot_be_announced_gets_one_reply_and_stays_subscribed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub(PresenceDown(), presence=True)
+    sub = Subscriber("c", "ann", max_messages=10, max_bytes=1 << 20)
+    session = Session(SessionLimits(), sub.rooms)
+    conn = client(sub)
+    await handle_text('{"op": "subscribe", "id": 1, "room": "r"}', hub, session, conn)
+    await hub.publish("r", b"5", "bob")
+    frames = [json.loads(f) for f in iter(sub.pop, None)]
+    assert [f.get("id") for f in frames if "ok" in f] == [1]  # one reply: its ok
+    assert frames[0]["ok"] is True
+    assert [f["offset"] for f in frames if f.get("type") == "message"] == [1]
+    assert sub.rooms == {"r"}
+    (warning,) = [r for r in caplog.records if "not announced" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "presence is down" in warning.getMessage()

@@ -26,7 +26,10 @@ The caller's obligations and guarantees:
   fails only the events it concerns: that batch is retried one event at a
   time, and the writer stays healthy;
 * ``stop`` refuses new events, writes what is queued, then ends; with a
-  ``timeout`` it fails whatever is left after that long.
+  ``timeout`` it fails whatever is left after that long;
+* the task is supervised (hub/supervise.py): an unexpected error (a bug) fails
+  the batch being written, is logged with its traceback, and the task runs
+  again after a pause, with what is still queued; while stopping it ends.
 
 Inserts are idempotent on ``(room, epoch, offset)``, so an event submitted
 twice (say, after a reconnect) is stored once.
@@ -40,6 +43,7 @@ import logging
 import random
 from collections import deque
 
+from ..hub.supervise import supervised
 from ..protocol.events import Event
 from .store import DatabaseUnavailable, MessageStore
 
@@ -117,8 +121,11 @@ class BatchedWriter:
         if self._task is not None and not self._task.done():
             raise RuntimeError("writer already started")
         self._accepting = True
-        self._task = asyncio.create_task(self._run(), name="roomcast-db-writer")
+        self._task = supervised("roomcast-db-writer", self._run, stopping=self._stopping)
         self._task.add_done_callback(self._on_task_done)
+
+    def _stopping(self) -> bool:
+        return not self._accepting
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         """However the task ended, nothing may wait on it any more."""
@@ -180,7 +187,12 @@ class BatchedWriter:
                     continue
                 await self._linger()
                 batch = self._take()
-                if not await self._write(batch):
+                try:
+                    written = await self._write(batch)
+                except Exception:  # a bug: nothing may wait on this batch; the supervisor logs it
+                    self._settle(batch, WriterClosed("the writer failed"))
+                    raise
+                if not written:
                     self._fail_queued(DatabaseUnavailable("database unavailable"))
                     await self._recover()
         except asyncio.CancelledError:

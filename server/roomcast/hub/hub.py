@@ -11,7 +11,7 @@ the handover from replay to live is done here, the same for every broker:
 1. the process subscribes to the room at the broker (once per room; later
    subscribers wait for that to complete), so every later event will arrive;
 2. the subscriber is registered as *pending* in the room: live events for it
-   are buffered, not sent;
+   are buffered, not sent (bounded: :class:`~.local_room.Pending`);
 3. the broker is asked for the events after ``since`` (``recover``);
 4. in one synchronous step: the caller's ``on_ready`` runs (the transport
    queues its reply), the recovered events are queued, then the buffered live
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -39,10 +40,12 @@ from ..protocol.events import Event, Notice, Position
 from . import control
 from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
+from .fanout import offer_rest
 from .local_room import LocalRoom, Pending, frame_for, reached
 from .publishing import DurableNotPersisted, submit_publish
 from .stats import STATS
 from .subscriber import Subscriber
+from .supervise import supervised
 
 __all__ = ["DurableNotPersisted", "Hub"]
 
@@ -60,10 +63,12 @@ class Hub:
         send_timeout: float | None = None,
         archive: Archive | None = None,
         replay_limit: int = 10_000,
+        max_rooms: int = 100_000,
     ) -> None:
         self.broker = broker
         self.archive = archive
         self.replay_limit = replay_limit
+        self.max_rooms = max_rooms  # rooms with local subscribers: past it, Unavailable
         self.presence_enabled = presence
         self.send_timeout = send_timeout
         self.draining = False
@@ -81,10 +86,10 @@ class Hub:
     async def start(self) -> None:
         self.draining = False
         await self.broker.start()
-        if self.send_timeout is not None:
-            self._watchdog = asyncio.create_task(
-                control.watch_sends(self, self.send_timeout), name="roomcast-send-watchdog"
-            )
+        timeout = self.send_timeout
+        if timeout is not None:
+            watch = functools.partial(control.watch_sends, self, timeout)
+            self._watchdog = supervised("roomcast-send-watchdog", watch)
 
     async def stop(self) -> None:
         if self._watchdog is not None:
@@ -158,16 +163,38 @@ class Hub:
         together at the end of this loop iteration (one write per connection)."""
         corked = self._corked
         first = not corked
-        for sub in subs:
-            if sub.offer_wire(item):
-                corked.append(sub)
+        rest, sub = iter(subs), None  # one try around the loop: see fanout.py
+        try:
+            for sub in rest:
+                if sub.offer_wire(item):
+                    corked.append(sub)
+        except Exception:
+
+            def offer(s: Subscriber) -> None:
+                if s.offer_wire(item):
+                    corked.append(s)
+
+            offer_rest(sub, rest, offer, item)
         if first and corked:
             asyncio.get_running_loop().call_soon(self._flush_corked)
 
+    def _offer_sse(self, subs: Iterable[Subscriber], item: Event | Notice) -> None:
+        sse = item.sse
+        rest, sub = iter(subs), None
+        try:
+            for sub in rest:
+                sub.offer(sse)
+        except Exception:
+            offer_rest(sub, rest, lambda s: s.offer(sse), item)
+
     def _flush_corked(self) -> None:
         corked, self._corked = self._corked, []
-        for sub in corked:
-            sub.flush()
+        rest, sub = iter(corked), None
+        try:
+            for sub in rest:
+                sub.flush()
+        except Exception:
+            offer_rest(sub, rest, Subscriber.flush, "corked frames")
 
     def deliver(self, event: Event) -> None:
         """Offer ``event`` to every local subscriber of its room. Never awaits."""
@@ -179,13 +206,11 @@ class Hub:
         if local.live:
             self._offer_live(local.live, event)
         if local.live_sse:
-            sse = event.sse
-            for sub in local.live_sse:
-                sub.offer(sse)
+            self._offer_sse(local.live_sse, event)
         if local.pending:
             caught_up = []
             for sub, pending in local.pending.items():
-                pending.buffer.append(event)
+                pending.hold(event, sub)
                 if pending.until is not None and reached(event.position, pending.until):
                     caught_up.append(sub)
             if caught_up:
@@ -198,12 +223,10 @@ class Hub:
         if local.live:
             self._offer_live(local.live, notice)
         if local.live_sse:
-            sse = notice.sse
-            for sub in local.live_sse:
-                sub.offer(sse)
+            self._offer_sse(local.live_sse, notice)
         if local.pending:
-            for pending in local.pending.values():
-                pending.buffer.append(notice)
+            for sub, pending in local.pending.items():
+                pending.hold(notice, sub)
             if notice.kind == "reset":  # a new epoch: nothing more of the old to wait for
                 self._go_live(local, [s for s, p in local.pending.items() if p.until is not None])
         if notice.kind == "deleted":
@@ -225,6 +248,8 @@ class Hub:
         if local is not None:
             await asyncio.shield(local.ready)
             return local
+        if len(self._rooms) >= self.max_rooms:
+            raise Unavailable(f"this process has {self.max_rooms} rooms (max_rooms)")
         local = self._rooms[room] = LocalRoom(asyncio.get_running_loop().create_future())
         try:
             await self.broker.subscribe(room)
@@ -248,14 +273,22 @@ class Hub:
 
         ``on_ready(recovery)`` is called synchronously right before the replay
         is queued, so a reply it queues reaches the client before any event.
-        Raises BrokerUnavailable (nothing changed) if the broker cannot serve.
+        Raises Unavailable (nothing changed) if the broker cannot serve, or if
+        ``room`` would be one more than ``max_rooms`` here.
+
+        Presence is announced after ``on_ready``, best effort: if the broker
+        fails then, it is logged and the subscription stands, so the client gets
+        exactly one reply. (On Redis the entry is kept here and written by the next
+        upkeep; only the ``join`` notice is lost.) Announcing before the reply and
+        rolling back would turn a presence outage into refused subscribes to rooms
+        whose events still flow.
         """
         pending = Pending()
         local: LocalRoom | None = None
         try:
             local = await self._join_room(room)
             local.pending[sub] = pending
-            recovery = await self._recover(room, since)
+            recovery = pending.settle(await self._recover(room, since))  # bounded buffer
         except BaseException:
             if local is not None:
                 local.pending.pop(sub, None)
@@ -274,10 +307,15 @@ class Hub:
             del local.pending[sub]
             local.add_live(sub)
         sub.rooms.add(room)
-        if await self._presence_in(room):
-            await self._announce(sub, room, "join")
-            if room not in sub.rooms:  # taken out meanwhile: its leave may have gone first
-                await self._announce(sub, room, "leave")
+        try:  # best effort: the reply is out and the subscription stands (see above)
+            if await self._presence_in(room):
+                await self._announce(sub, room, "join")
+                if room not in sub.rooms:  # taken out meanwhile: its leave may have gone first
+                    await self._announce(sub, room, "leave")
+        except Unavailable as exc:
+            log.warning("join of %s in %s not announced: %s", sub.conn_id, room, exc)
+        except Exception:
+            log.exception("join of %s in %s not announced", sub.conn_id, room)
         return recovery
 
     async def _recover(self, room: str, since: Position | None) -> Recovery:
@@ -303,13 +341,12 @@ class Hub:
         """Queue ``frames`` and what ``pending`` buffered past its ``until``."""
         until = pending.until
         assert until is not None
-        for item in pending.buffer:
+        for item in pending.take():
             if isinstance(item, Event):
                 if item.epoch == until.epoch and item.offset <= until.offset:
                     continue
                 until = item.position
             frames.append(frame_for(item, sub))
-        pending.buffer = []
         pending.until = until
         sub.offer_replay(frames)
 

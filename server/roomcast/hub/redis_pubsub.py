@@ -25,20 +25,32 @@ and makes the connection match it:
 
 While disconnected, :meth:`subscribe` raises :class:`BrokerUnavailable` at
 once rather than waiting.
+
+Errors: ``on_message`` must not raise (the broker logs and skips what it
+cannot decode or deliver); should it raise all the same, the link logs it with
+the channel and reads on. The reader and the tasks it spawns (subscription
+flushes, ``on_reconnect``) run under :func:`~roomcast.hub.supervise.supervised`:
+an unexpected error in them is logged by the supervisor, which runs the task
+again after a pause. The reader and a flush drop the connection first (its
+rooms are held, then resynced, as after any drop); a failed ``on_reconnect``
+is tried again while the rooms stay held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from .broker import BrokerUnavailable
+from .supervise import supervised
 
 __all__ = ["PubSubLink"]
 
@@ -95,7 +107,7 @@ class PubSubLink:
 
     async def start(self, timeout: float = 5.0) -> None:
         """Start the link; wait up to ``timeout`` for the first connection."""
-        self._task = asyncio.create_task(self._run(), name="roomcast-redis-pubsub")
+        self._task = supervised("roomcast-redis-pubsub", self._run)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), timeout)
 
@@ -137,10 +149,11 @@ class PubSubLink:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._spawn, self._flush())
+            asyncio.get_running_loop().call_soon(self._spawn, "roomcast-redis-flush", self._flush)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def _spawn(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work()`` in a supervised task that :meth:`stop` cancels."""
+        task = supervised(name, work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -159,12 +172,24 @@ class PubSubLink:
         except (RedisError, OSError) as exc:
             log.warning("redis pub/sub command failed: %s", exc)
             await self._drop()
+        except Exception:  # a bug: what this connection is subscribed to is unknown now
+            await self._drop()
+            raise
 
     # -- the connection ---------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Connect, read, reconnect, for ever. An unexpected error drops the
+        connection and escapes to the supervisor, which logs it and runs this
+        again: a reconnect like any other (serial > 1: the rooms are resynced)."""
+        try:
+            await self._connect_and_read()
+        except Exception:
+            await self._drop()
+            raise
+
+    async def _connect_and_read(self) -> None:
         failures = 0
-        first = True
         while True:
             try:
                 await self._open()
@@ -175,10 +200,10 @@ class PubSubLink:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            if not first:
+            if self.serial > 1:  # not the first connection: fill the gap
                 self.reconnects += 1
-                self._spawn(self._after_reconnect(self.serial))
-            first = False
+                resync = functools.partial(self._after_reconnect, self.serial)
+                self._spawn("roomcast-redis-resync", resync)
             try:
                 await self._read()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -226,8 +251,8 @@ class PubSubLink:
             if kind in self._message_kinds:
                 try:
                     self._on_message(frame[1], frame[2])
-                except Exception:
-                    log.exception("dropping a pub/sub message that failed to decode")
+                except Exception:  # on_message must not raise: a bug, but not the reader's
+                    log.exception("handling a pub/sub message on %r failed", frame[1])
             elif kind in self._confirm_kinds:
                 future = self._pending.pop(frame[1], None)
                 if future is not None and not future.done():

@@ -124,6 +124,7 @@ class ErrorCode(enum.StrEnum):
     UNAUTHORIZED = "unauthorized"
     TOKEN_EXPIRED = "token_expired"
     UNAVAILABLE = "unavailable"
+    NOT_PERSISTED = "not_persisted"  # delivered live, not committed: do not just retry
     INTERNAL = "internal"
 
 
@@ -139,6 +140,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.TOKEN_EXPIRED: 401,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.NOT_PERSISTED: 500,  # not 503: a retry would publish the event twice
     ErrorCode.INTERNAL: 500,
 }
 
@@ -154,6 +156,7 @@ _CLOSING: dict[ErrorCode, CloseCode] = {
     ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,
     ErrorCode.LIMIT_EXCEEDED: CloseCode.RATE_LIMITED,
     ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+    ErrorCode.NOT_PERSISTED: CloseCode.INTERNAL_ERROR,
     ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,
 }
 
@@ -161,5 +164,6 @@ _CLOSING: dict[ErrorCode, CloseCode] = {
 def closing_code_of(code: ErrorCode) -> CloseCode:
     """The close code of a connection refused with error ``code``: 3500 for
     ``unauthorized``, 3003 ``token_expired``, 3004 for limits, 1013
-    ``unavailable``, 1011 ``internal``, and 3501 (forbidden) for the rest."""
+    ``unavailable``, 1011 ``internal`` and ``not_persisted``, and 3501
+    (forbidden) for the rest."""
     return _CLOSING.get(code, CloseCode.FORBIDDEN)

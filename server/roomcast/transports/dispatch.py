@@ -20,6 +20,7 @@ import orjson
 
 from ..hub.broker import Recovery, Unavailable
 from ..hub.hub import DurableNotPersisted, Hub
+from ..hub.publishing import PublishedNotPersisted
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
 from ..protocol.errors import ConnectionClosing, ConnectionRefused, RequestError, Unauthorized
@@ -163,6 +164,8 @@ async def handle_text(text: str, hub: Hub, session: Session, client: Client) -> 
         raise
     except Unavailable as exc:
         inflight.add_frame(encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable"))
+    except PublishedNotPersisted as exc:  # it went out: not `unavailable` (hub/publishing.py)
+        inflight.add_frame(encode_error(rid, ErrorCode.NOT_PERSISTED, str(exc)))
     except Exception:
         log.exception("request failed on connection %s", sub.conn_id)
         inflight.add_frame(encode_error(rid, ErrorCode.INTERNAL, "internal error"))

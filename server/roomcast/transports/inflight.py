@@ -24,6 +24,7 @@ import collections
 import logging
 
 from ..hub.broker import Unavailable
+from ..hub.publishing import PublishedNotPersisted
 from ..hub.subscriber import Subscriber
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
@@ -116,5 +117,7 @@ def _answer(entry: _Entry) -> str:
         return encode_reply(rid, {"epoch": event.epoch, "offset": event.offset})
     if isinstance(exc, Unavailable):
         return encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable")
+    if isinstance(exc, PublishedNotPersisted):  # it went out: not `unavailable`
+        return encode_error(rid, ErrorCode.NOT_PERSISTED, str(exc))
     log.error("publish failed", exc_info=exc)
     return encode_error(rid, ErrorCode.INTERNAL, "internal error")

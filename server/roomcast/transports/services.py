@@ -14,7 +14,7 @@ from ..auth import Authority
 from ..hooks import HookRunner
 from ..hub.hub import Hub
 from ..settings import Settings
-from .uvicorn_ws import DirectWriter
+from .direct import DirectWriter
 
 __all__ = ["Services"]
 

@@ -35,7 +35,9 @@ Closing, by who starts it:
   and the writer task is cancelled even if it is blocked in a send;
   the close is then tried for at most ``slow_close_timeout`` seconds (it can
   only go out once the peer reads again), so the connection is released
-  either way.
+  either way;
+* a bug (an unexpected error in the reader or the writer; a peer that is gone
+  is not one): logged once with its traceback, then the close is 1011.
 
 After both stop, the hub removes the subscriber from its rooms (presence
 leave) and unregisters it.
@@ -56,20 +58,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..auth import Authority, Principal
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
+from ..peerlog import PEER_LOG
 from ..protocol.codes import CloseCode, close_reason, http_status_of
 from ..protocol.errors import ConnectionClosing, RequestError
 from ..protocol.session import Session, SessionLimits
 from ..protocol.wsframe import text_frame
 from ..settings import Settings
 from .client import Client
+from .direct import DIRECT, DirectWriter
 from .dispatch import handle_text
 from .services import Services
-from .uvicorn_ws import DIRECT, DirectWriter
 
 __all__ = ["serve_websocket"]
-
-WRITE_BATCH = 64
-"""Most queued frames one direct write carries."""
 
 log = logging.getLogger("roomcast.websocket")
 
@@ -95,11 +95,11 @@ def session_limits(settings: Settings) -> SessionLimits:
     )
 
 
-async def _write(ws: WebSocket, sub: Subscriber) -> None:
+async def _write(ws: WebSocket, sub: Subscriber, batch: int) -> None:
     """Drain ``sub``'s outbox to the socket until it is closing and empty.
 
     Under roomcast's uvicorn protocol (``sub.direct``), what is queued goes out
-    as one write of up to ``WRITE_BATCH`` frames while the transport is
+    as one write of up to ``batch`` frames (``ws_write_batch``) while the transport is
     writable; otherwise, and for anything while paused, frame by frame through
     ASGI, which waits for the transport to drain."""
     direct = sub.direct
@@ -113,13 +113,16 @@ async def _write(ws: WebSocket, sub: Subscriber) -> None:
                 continue
             if direct is not None and direct.ready():
                 chunks = [text_frame(frame.encode())]
-                while len(chunks) < WRITE_BATCH and (more := sub.pop()) is not None:
+                while len(chunks) < batch and (more := sub.pop()) is not None:
                     chunks.append(text_frame(more.encode()))
                 direct.write(b"".join(chunks))
                 continue
             await ws.send_text(frame)
-    except (WebSocketDisconnect, RuntimeError, OSError):
+    except (WebSocketDisconnect, RuntimeError, OSError):  # the peer is gone: nothing to say
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
+    except Exception:  # a bug: loud, once; the connection ends with 1011 (_serve)
+        log.exception("writer of connection %s failed", sub.conn_id, extra={"conn": sub.conn_id})
+        sub.close(CloseCode.INTERNAL_ERROR, discard=True)
 
 
 async def _receive(ws: WebSocket, client: Client, deadline: float) -> Message:
@@ -216,8 +219,9 @@ async def _open(ws: WebSocket, services: Services, principal: Principal | None) 
     ``on_connect`` (before the upgrade), then the drain, the limits and a token
     from the handshake. None when it was refused or closed."""
     hub, settings, authority = services.hub, services.settings, services.authority
-    if not authority.origins.allows(ws.headers.get("origin"), ws.headers.get("host")):
-        log.info("refused a WebSocket from origin %r", ws.headers.get("origin"))
+    origin, host_header = ws.headers.get("origin"), ws.headers.get("host")
+    if not authority.origins.allows(origin, host_header, scheme=ws.url.scheme):
+        PEER_LOG.info("refused a WebSocket from origin %.100r", origin)  # rate-limited
         await ws.close(CloseCode.POLICY)  # before accept: the upgrade is refused with 403
         return None
     host = authority.host_authenticates
@@ -274,7 +278,8 @@ async def _serve(ws: WebSocket, services: Services, client: Client) -> None:
     log.info("connection %s opened from %s", sub.conn_id, peer, extra={"conn": sub.conn_id})
     reader = asyncio.current_task()
     assert reader is not None
-    writer = asyncio.create_task(_write(ws, sub), name=f"roomcast-writer-{sub.conn_id}")
+    writing = _write(ws, sub, settings.ws_write_batch)
+    writer = asyncio.create_task(writing, name=f"roomcast-writer-{sub.conn_id}")
     sub.on_evict = writer.cancel
     reading = True
 
@@ -293,6 +298,9 @@ async def _serve(ws: WebSocket, services: Services, client: Client) -> None:
         reader.uncancel()
     except (WebSocketDisconnect, OSError):
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)
+    except Exception:  # a bug (dispatch answers request errors itself): loud, then 1011
+        log.exception("connection %s failed", sub.conn_id, extra={"conn": sub.conn_id})
+        sub.close(CloseCode.INTERNAL_ERROR)
     finally:
         reading = False
         if not sub.closing:
