@@ -1,21 +1,27 @@
 """roomcast's uvicorn protocol, run for real: the direct writer, the lighter inbox
-and writable flag, and what it lets go of once the handshake is done."""
+and writable flag, what it lets go of once the handshake is done, and what it
+leaves alone when uvicorn or websockets no longer have the names it uses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import uvicorn
 from starlette.websockets import WebSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 
 from roomcast.protocol.wsframe import text_frame
-from roomcast.transports.uvicorn_ws import DIRECT, RoomcastWebSocketProtocol
+from roomcast.transports.direct import DIRECT
+from roomcast.transports.uvicorn_ws import RoomcastWebSocketProtocol, missing_names
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -130,3 +136,110 @@ async def test_the_servers_shutdown_is_the_applications_once_it_asks() -> None:
             await taken.wait_closed()
         assert plain.close_code == 1012  # uvicorn's own close
         assert taken.close_code == 3000  # the application's
+
+
+@pytest.fixture
+def first_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a process whose first connection is still to come (the check runs once)."""
+    monkeypatch.setattr(RoomcastWebSocketProtocol, "direct_ok", None)
+    monkeypatch.setattr(RoomcastWebSocketProtocol, "forget_ok", None)
+
+
+def uvicorn_changed(monkeypatch: pytest.MonkeyPatch, change: Callable[[Any], None]) -> None:
+    """Every protocol uvicorn makes from now on is changed by ``change`` after its
+    ``__init__``: a uvicorn or websockets release that keeps them otherwise."""
+    original = WebSocketsSansIOProtocol.__init__
+
+    def init(self: WebSocketsSansIOProtocol, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        change(self)
+
+    monkeypatch.setattr(WebSocketsSansIOProtocol, "__init__", init)
+
+
+class OtherFlag:
+    """Flow control the way another uvicorn might keep it: works for uvicorn, but
+    is not the ``asyncio.Event`` that roomcast's lighter flag replaces."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_missing_names_lists_what_uvicorn_or_websockets_no_longer_has() -> None:
+    config = uvicorn.Config(echo_app, ws="websockets-sansio", lifespan="off", log_config=None)
+    config.load()
+    protocol = WebSocketsSansIOProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    assert missing_names(protocol) == ([], [])
+    del protocol.close_sent
+    protocol.writable = SimpleNamespace()  # type: ignore[assignment]
+    protocol.conn.parse = None  # type: ignore[assignment,method-assign]
+    assert missing_names(protocol) == (
+        ["writable (an asyncio.Event)", "close_sent"],
+        ["conn.parse()"],
+    )
+
+
+@pytest.mark.usefixtures("first_connection")
+async def test_when_uvicorns_flow_control_changed_no_connection_is_written_to_directly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    uvicorn_changed(monkeypatch, lambda protocol: setattr(protocol, "writable", OtherFlag()))
+    with caplog.at_level(logging.WARNING, "roomcast"):
+        async with serving(timeout_graceful_shutdown=5) as (server, url):
+            async with connect(url, compression=None) as one, connect(url, compression=None) as two:
+                for ws in (one, two):
+                    await ws.send("direct?")
+                    assert await ws.recv() == "no"  # frames go through ASGI sends
+                    await ws.send("x" * 100_000)
+                    assert await ws.recv() == "x" * 100_000
+                protocol = server.server_state.connections.copy().pop()
+                assert isinstance(protocol.writable, OtherFlag)  # uvicorn's, left alone
+                server.should_exit = True
+                await one.wait_closed()
+            assert one.close_code == 1012  # uvicorn's own shutdown
+    assert warnings_of(caplog) == [
+        "WebSocket fast path off: uvicorn's WebSocketsSansIOProtocol changed (no writable "
+        "(an asyncio.Event)); fan-out through ASGI sends, uvicorn's own close on shutdown "
+        "(docs/operations.md)"
+    ]
+
+
+@pytest.mark.usefixtures("first_connection")
+async def test_when_websockets_parser_changed_the_handshake_is_kept_and_frames_still_flow(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    uvicorn_changed(monkeypatch, lambda protocol: setattr(protocol.conn, "parse", None))
+    with caplog.at_level(logging.WARNING, "roomcast"):
+        async with serving() as (server, url):
+            async with connect(url, compression=None) as ws:
+                await ws.send("direct?")
+                assert await ws.recv() == "yes"  # the direct writer does not need it
+                frame = the_protocol(server).conn.parser.gi_frame
+                assert "request" in frame.f_locals  # websockets' own parser, kept
+                for n in (0, 1, 125, 126, 65_535, 65_536):
+                    await ws.send("x" * n)
+                    assert await ws.recv() == "x" * n
+            async with connect(url, compression=None) as again:  # warned once per process
+                await again.send("hello")
+                assert await again.recv() == "hello"
+    assert warnings_of(caplog) == [
+        "WebSocket handshake state kept: websockets' parser changed (no conn.parse()); "
+        "about 2.5 KB more per connection (docs/operations.md)"
+    ]

@@ -4,10 +4,10 @@ smaller footprint per connection.
 Through ASGI every frame is a ``send`` call: a task switch into the
 connection's writer, Starlette's state checks, uvicorn's protocol, then one
 ``transport.write``. For fan-out that per-connection, per-message path costs
-more than the write itself. This subclass adds a :class:`DirectWriter` in the
-connection's scope (``extensions`` key ``roomcast.direct``) that writes a
-complete, pre-built frame to the transport at once, and tells whether that is
-allowed now:
+more than the write itself. This subclass adds a :class:`~.direct.DirectWriter`
+in the connection's scope (``extensions`` key ``roomcast.direct``, direct.py)
+that writes a complete, pre-built frame to the transport at once, and tells
+whether that is allowed now:
 
 * the handshake is done, no close frame was sent or received, the peer is
   still connected, and
@@ -38,24 +38,39 @@ ASGI scope keeps the headers the application reads. (Together with the
 standalone app answering /ws before FastAPI's stack, api/realtime.py, and
 lazily made deques in Subscriber and InFlight, about 10 KB less per idle
 connection: docs/performance.md.)
+
+This leans on uvicorn's and websockets' private names, so roomcast uses it only
+with the releases it was tested with (fastpath.py chooses, and falls back to
+uvicorn's own protocol; importing this module fails when the base class is
+gone). The first connection also checks the instance attributes the subclass
+replaces or reads (:func:`missing_names`): when uvicorn changed them, no
+connection gets the direct writer or the lighter inbox (plain ASGI sends,
+uvicorn's own shutdown), and when websockets' parser changed, the handshake's
+parser is kept; one warning says which.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-__all__ = ["DIRECT", "DirectWriter", "RoomcastWebSocketProtocol"]
+from ..peerlog import PEER_LOG, peer_address
+from ..protocol.codes import CloseCode
+from .direct import DIRECT
 
-DIRECT = "roomcast.direct"
+__all__ = ["DIRECT", "RoomcastWebSocketProtocol", "SansIOWriter", "missing_names"]
+
+log = logging.getLogger("roomcast.websocket")
 
 
-class DirectWriter:
-    """Handed to the application with the scope; used only once it has accepted."""
+class SansIOWriter:
+    """The :class:`~.direct.DirectWriter` of one connection of this protocol.
+    Handed to the application with the scope; used only once it has accepted."""
 
     __slots__ = ("_flag", "_protocol", "on_shutdown", "usable")
 
@@ -142,21 +157,64 @@ class _Flag:
         await waiter
 
 
+def missing_names(protocol: WebSocketsSansIOProtocol) -> tuple[list[str], list[str]]:
+    """What a freshly made ``protocol`` lacks of the uvicorn and websockets names
+    this module relies on: (for the direct writer and the lighter inbox and flag,
+    for forgetting the handshake). Empty lists: all there."""
+    state = vars(protocol)
+    conn = state.get("conn")
+    reader = getattr(conn, "reader", None)
+    direct = [
+        name
+        for name, present in (
+            ("queue (an asyncio.Queue)", isinstance(state.get("queue"), asyncio.Queue)),
+            ("writable (an asyncio.Event)", isinstance(state.get("writable"), asyncio.Event)),
+            ("transport", "transport" in state),
+            *((flag, isinstance(state.get(flag), bool)) for flag in _FLAGS),
+            *((f"conn.{name}", hasattr(conn, name)) for name in ("state", "extensions")),
+        )
+        if not present
+    ]
+    forget = [
+        name
+        for name, present in (
+            ("conn.parser", hasattr(conn, "parser")),
+            ("conn.parse()", callable(getattr(conn, "parse", None))),
+            ("conn.reader.buffer", isinstance(getattr(reader, "buffer", None), bytearray)),
+        )
+        if not present
+    ]
+    return direct, forget
+
+
+_FLAGS = ("close_sent", "disconnected", "handshake_complete")
+
+
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """Pass as uvicorn's ``ws`` (cli.py does)."""
+    """Pass as uvicorn's ``ws``; roomcast passes ``roomcast:WebSocketProtocol``,
+    which is this class only where it can be used (fastpath.py)."""
 
     writable: _Flag  # type: ignore[assignment]
 
+    direct_ok: ClassVar[bool | None] = None
+    """Connections get the direct writer, inbox and flag: uvicorn's instances have
+    what they use (checked on the first connection of the process; None before)."""
+    forget_ok: ClassVar[bool | None] = None
+    """websockets' parser is the one :meth:`_forget_handshake` knows (same check)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _Inbox()  # type: ignore[assignment]
-        self.writable = _Flag()
+        if RoomcastWebSocketProtocol.direct_ok is None:
+            _check(self)
+        if RoomcastWebSocketProtocol.direct_ok:
+            self.queue = _Inbox()  # type: ignore[assignment]
+            self.writable = _Flag()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"][DIRECT] = DirectWriter(self)
+        if scope is not None and RoomcastWebSocketProtocol.direct_ok:
+            scope["extensions"][DIRECT] = SansIOWriter(self)
 
     def shutdown(self) -> None:
         """uvicorn's shutdown: the application's, if it asked (see the module docstring)."""
@@ -173,6 +231,28 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         super().shutdown()
 
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except that a text message that is not UTF-8 (the peer's error)
+        is one line in the peer log (peerlog.py), not an ERROR with a traceback
+        that any client could repeat at socket speed; the peer still gets 1007."""
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        frames, self.frames = self.frames, []
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            peer = peer_address(self.scope.get("client"))  # behind a proxy: the client's
+            PEER_LOG.info("WebSocket text frame from %s is not UTF-8: closed 1007", peer, peer=peer)
+            self.conn.send_close(CloseCode.INVALID_DATA)
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and getattr(self, "response", None) is not None:
@@ -186,6 +266,35 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         # its headers) as a local for the connection's life; a fresh one starts at
         # the frame parser. Only while nothing of a frame is buffered: a client must
         # wait for the 101 before it sends frames (RFC 6455, 4.1), so there is none.
+        if not RoomcastWebSocketProtocol.forget_ok:
+            return
         if conn.state is State.OPEN and not conn.reader.buffer:
-            conn.parser = conn.parse()
-            next(conn.parser)
+            try:
+                parser = conn.parse()
+                next(parser)
+            except Exception as exc:  # websockets changed how its parser starts
+                RoomcastWebSocketProtocol.forget_ok = False
+                log.warning("WebSocket handshake state kept: websockets' parser changed (%r)", exc)
+                return
+            conn.parser = parser
+
+
+def _check(protocol: RoomcastWebSocketProtocol) -> None:
+    """Set the class's ``direct_ok`` and ``forget_ok`` from ``protocol`` (the first
+    connection); log once what is missing."""
+    direct, forget = missing_names(protocol)
+    RoomcastWebSocketProtocol.direct_ok = not direct
+    RoomcastWebSocketProtocol.forget_ok = not forget
+    if direct:
+        log.warning(
+            "WebSocket fast path off: uvicorn's %s changed (no %s); fan-out through ASGI "
+            "sends, uvicorn's own close on shutdown (docs/operations.md)",
+            WebSocketsSansIOProtocol.__name__,
+            ", ".join(direct),
+        )
+    if forget:
+        log.warning(
+            "WebSocket handshake state kept: websockets' parser changed (no %s); about "
+            "2.5 KB more per connection (docs/operations.md)",
+            ", ".join(forget),
+        )
