@@ -16,6 +16,7 @@ Errors: one tree, rooted at :class:`RoomcastError`::
      +-- ConnectionClosing     a connection closed with ``close_code`` (auth, limits)
      +-- Unavailable           the broker or database cannot serve now: retry later
      +-- DurableNotPersisted   ``durable`` asked of a room that is not persisted
+     +-- PublishedNotPersisted a ``durable`` publish went out but was not committed
      +-- NotStarted            used outside the lifespan
      +-- SettingsError         settings that cannot be used (a ValueError too)
 """
@@ -33,14 +34,14 @@ if TYPE_CHECKING:
     from .auth import Principal
     from .hooks import Hooks, OnConnect, OnDisconnect, OnPublish, OnSubscribe
     from .hub.broker import PresenceEntry, Unavailable
-    from .hub.publishing import DurableNotPersisted
+    from .hub.publishing import DurableNotPersisted, PublishedNotPersisted
     from .protocol.codes import CloseCode, ErrorCode
     from .protocol.errors import ConnectionClosing, Refused, RequestError, RoomcastError
     from .runner import run
     from .runtime import Roomcast
     from .server_api import History, Message, Published, Stats
     from .settings import Settings, SettingsError
-    from .transports.uvicorn_ws import RoomcastWebSocketProtocol as WebSocketProtocol
+    from .transports.fastpath import WebSocketProtocol
 
 __all__ = [
     "Authenticate",
@@ -59,6 +60,7 @@ __all__ = [
     "PresenceEntry",
     "Principal",
     "Published",
+    "PublishedNotPersisted",
     "Refused",
     "RequestError",
     "Roomcast",
@@ -90,6 +92,7 @@ _WHERE = {
     "PresenceEntry": "hub.broker",
     "Principal": "auth",
     "Published": "server_api",
+    "PublishedNotPersisted": "hub.publishing",
     "Refused": "protocol.errors",
     "RequestError": "protocol.errors",
     "Roomcast": "runtime",
@@ -98,7 +101,7 @@ _WHERE = {
     "SettingsError": "settings",
     "Stats": "server_api",
     "Unavailable": "hub.broker",
-    "WebSocketProtocol": "transports.uvicorn_ws:RoomcastWebSocketProtocol",
+    "WebSocketProtocol": "transports.fastpath",  # roomcast's, or uvicorn's where it cannot be
     "create_app": "app",
     "run": "runner",
 }

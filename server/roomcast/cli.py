@@ -43,7 +43,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from .db.migrate import upgrade
     from .db.store import DatabaseUnavailable
 
-    url = args.url or Settings().database_url
+    url = args.url or Settings().database_url.get_secret_value()
     try:
         upgrade(url)
     except DatabaseUnavailable as exc:

@@ -13,6 +13,10 @@ the fast path for a host app::
 
 Per-message compression (uvicorn's default, which roomcast.run turns off) makes
 every connection's frames its own, so it takes the ASGI path too.
+
+Both also run uvicorn's HTTP protocol with a deadline for each request's line and
+headers (``handshake_timeout``, transports/uvicorn_http.py): plain uvicorn waits
+for slow headers for ever.
 :func:`serving_config` tells, at start-up, what the server runs (the lifespan
 logs it).
 """
@@ -25,18 +29,23 @@ from typing import Any
 
 from .logs import log_config
 from .settings import Settings, SettingsError
+from .transports.handshake import HTTPProtocol
 
 __all__ = ["PROTOCOL_PATH", "run", "serving_config", "uvicorn_config_kwargs"]
 
-PROTOCOL_PATH = "roomcast.transports.uvicorn_ws:RoomcastWebSocketProtocol"
+PROTOCOL_PATH = "roomcast:WebSocketProtocol"
 """roomcast's uvicorn WebSocket protocol (``roomcast.WebSocketProtocol``), as
-uvicorn's ``ws`` takes it; imported by uvicorn only when it serves."""
+uvicorn's ``ws`` takes it; resolved by uvicorn only when it loads its config (in
+each worker), to uvicorn's own protocol, with one warning, where roomcast's
+cannot be used (transports/fastpath.py)."""
 
 
 def uvicorn_config_kwargs(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings roomcast runs with: the websockets-sansio engine (it has
     write backpressure) with roomcast's direct writer (transports/uvicorn_ws.py),
-    our frame size limit, pings and shutdown timeout."""
+    our frame size limit, pings and shutdown timeout, and uvicorn's HTTP protocol
+    with a deadline for request headers (``handshake_timeout``,
+    transports/handshake.py)."""
     return {
         "log_config": log_config(settings),
         "host": settings.host,
@@ -44,6 +53,7 @@ def uvicorn_config_kwargs(settings: Settings) -> dict[str, Any]:
         "workers": settings.workers,
         "log_level": settings.log_level,
         "lifespan": "on",
+        "http": HTTPProtocol(settings.handshake_timeout),
         "ws": PROTOCOL_PATH,
         "ws_max_size": settings.ws_max_size,
         "ws_ping_interval": settings.ws_ping_interval,

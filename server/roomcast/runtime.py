@@ -37,6 +37,7 @@ from fastapi import APIRouter, Depends
 
 from .api import health, metrics, realtime, rooms, server
 from .api import messages as messages_api
+from .api.bodylimit import GuardedRouter, body_guard
 from .api.deps import Authenticate, binder
 from .api.web import default_web_dir, web_router
 from .auth import Authority
@@ -51,9 +52,11 @@ from .hub.archive import RoomOptions
 from .hub.broker import Broker
 from .hub.hub import Hub
 from .hub.memory import MemoryBroker
+from .peerlog import PEER_LOG
 from .runner import serving_config
 from .server_api import ServerAPI
 from .settings import Settings, SettingsError
+from .transports.fastpath import fast_path_unavailable, is_fast_path
 from .transports.services import Services
 
 __all__ = ["Roomcast", "make_broker"]
@@ -67,7 +70,7 @@ def make_broker(settings: Settings) -> Broker:
         from .hub.redis import RedisBroker
 
         return RedisBroker(
-            settings.redis_url,
+            settings.redis_url.get_secret_value(),
             history_size=settings.history_size,
             room_ttl=settings.room_ttl,
             presence_ttl=settings.presence_ttl,
@@ -78,8 +81,14 @@ def make_broker(settings: Settings) -> Broker:
             timeout=settings.redis_timeout,
             ping_interval=settings.redis_ping_interval,
             backoff_cap=settings.redis_backoff_cap,
+            max_batch=settings.redis_max_batch,
         )
-    return MemoryBroker(history_size=settings.history_size, room_ttl=settings.room_ttl)
+    return MemoryBroker(
+        history_size=settings.history_size,
+        room_ttl=settings.room_ttl,
+        max_rooms=settings.max_rooms,
+        max_history_bytes=settings.max_history_bytes,
+    )
 
 
 class Roomcast(ServerAPI):
@@ -108,7 +117,9 @@ class Roomcast(ServerAPI):
         self.authority = Authority(settings, host_authenticates=authenticate is not None)
         timeout = settings.database_timeout
         self.engine = create_engine(
-            settings.database_url, connect_timeout=timeout, busy_timeout=timeout
+            settings.database_url.get_secret_value(),
+            connect_timeout=timeout,
+            busy_timeout=timeout,
         )
         self.store = MessageStore(self.engine)
         self.writer = BatchedWriter(
@@ -129,6 +140,7 @@ class Roomcast(ServerAPI):
             send_timeout=settings.send_timeout,
             archive=self.archive,
             replay_limit=settings.replay_limit,
+            max_rooms=settings.max_rooms,
         )
         self.services = Services(
             self.hub,
@@ -142,8 +154,9 @@ class Roomcast(ServerAPI):
         self._drain: asyncio.Task[bool] | None = None
         bound = [Depends(binder(self, None))]
         guarded = [Depends(binder(self, authenticate))] if authenticate else bound
-        self.api_router = APIRouter()
-        """WebSocket, SSE and REST: what acts for a principal (runs ``authenticate``)."""
+        self.api_router: APIRouter = GuardedRouter(body_guard(settings, self.authority))
+        """WebSocket, SSE and REST: what acts for a principal (runs ``authenticate``).
+        Request bodies are bounded and checked before they are read (api/bodylimit.py)."""
         for api in (realtime, rooms, messages_api, server):
             self.api_router.include_router(api.router, dependencies=guarded)
         self.probe_router = APIRouter()
@@ -221,15 +234,15 @@ class Roomcast(ServerAPI):
                 f"{workers} workers need the Redis broker (ROOMCAST_REDIS_URL): with the "
                 "memory broker each worker would keep its own rooms"
             )
-        from .transports.uvicorn_ws import RoomcastWebSocketProtocol
-
         protocol = config.ws_protocol_class
         advice = (
             "roomcast.run(app), or uvicorn --ws roomcast:WebSocketProtocol "
             "--ws-per-message-deflate false, for direct frame writes (docs/embedding.md)"
         )
-        if not (isinstance(protocol, type) and issubclass(protocol, RoomcastWebSocketProtocol)):
-            name = getattr(protocol, "__name__", protocol)
+        name = getattr(protocol, "__name__", protocol)
+        if not is_fast_path(protocol) and fast_path_unavailable() is not None:
+            log.info("WebSocket path: uvicorn's %s, fan-out through ASGI sends", name)
+        elif not is_fast_path(protocol):
             log.warning(
                 "WebSocket path: uvicorn's %s, fan-out through ASGI sends. %s", name, advice
             )
@@ -247,6 +260,7 @@ class Roomcast(ServerAPI):
         """Start everything, yield while serving, then drain and stop (see above).
         A host with a lifespan of its own enters this one inside it."""
         app.state.roomcast = self
+        PEER_LOG.configure(self.settings.peer_log_per_minute)  # per process: the last one started
         self.authority.warn_if_open()
         self._check_server()
         if self.settings.database_migrate:

@@ -15,8 +15,10 @@ application is the one deciding). Rooms, data and sizes are checked as for a
 client. Errors (all :class:`~roomcast.protocol.errors.RoomcastError`):
 ``RequestError`` with code ``room_invalid``, ``bad_request`` or ``too_large``
 for bad arguments; ``Unavailable`` when the broker (or, for a persisted room,
-the database) cannot take it now; ``DurableNotPersisted`` for ``durable`` on a
-room that is not persisted; ``NotStarted`` outside the lifespan.
+the database) cannot take it now (nobody got it: retry); ``DurableNotPersisted``
+for ``durable`` on a room that is not persisted; ``PublishedNotPersisted`` for a
+``durable`` publish that went out but was not committed (do not simply retry);
+``NotStarted`` outside the lifespan.
 
 ``disconnect`` and ``unsubscribe`` reach the user's connections on every
 worker through the broker (with Redis: a control channel, hub/control.py).

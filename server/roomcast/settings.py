@@ -4,6 +4,11 @@ Every operator limit the server enforces is a named setting here (the few
 fixed limits of the wire protocol are constants in protocol/frames.py);
 docs/operations.md
 lists them. CLI flags of ``roomcast serve`` override the environment.
+
+Secrets, and settings that may hold one (a password in ``redis_url`` or
+``database_url``, a key in ``jwt_jwks_url``'s query), are ``SecretStr``: their
+``repr`` is ``**********``, errors about them never echo them (SettingsError),
+and a reader must call ``.get_secret_value()``.
 """
 
 from __future__ import annotations
@@ -163,7 +168,7 @@ class Settings(BaseSettings):
     """Seconds between a process's presence refreshes and expiry sweeps (Redis broker)."""
 
     # -- persistence (rooms created with persist keep their messages in SQL) ---------
-    database_url: str = "sqlite+aiosqlite:///roomcast.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///roomcast.db")
     """SQLAlchemy URL: a SQLite file by default; ``postgresql+asyncpg://...`` for PostgreSQL."""
     database_migrate: bool = True
     """Bring the schema up to date at startup (``roomcast db upgrade`` does it by hand)."""
@@ -190,7 +195,7 @@ class Settings(BaseSettings):
     """HS256 secret, at least 32 bytes."""
     jwt_public_key: str | None = None
     """PEM public key (RS256/ES256), or the path of a PEM file."""
-    jwt_jwks_url: str | None = None
+    jwt_jwks_url: SecretStr | None = None
     """URL of a JWKS document with the public keys (RS256/ES256), picked by ``kid``."""
     jwt_algorithms: CommaList = []
     """Accepted ``alg`` values, comma-separated. Unset: HS256 with a secret, RS256 and
@@ -245,7 +250,7 @@ class Settings(BaseSettings):
     is given up on (logged) (hooks.py)."""
 
     # -- services ------------------------------------------------------------------
-    redis_url: str | None = None
+    redis_url: SecretStr | None = None
     """Set to use the Redis broker (several workers or machines); unset: memory broker."""
     redis_prefix: str = "rc"
     """Prefix of every Redis key and channel, so deployments can share a Redis."""

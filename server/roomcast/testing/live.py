@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import uvicorn
 
 from ..runner import PROTOCOL_PATH, uvicorn_config_kwargs
+from ..transports.handshake import HTTPProtocol
 from .errors import LiveServerError
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ T = TypeVar("T")
 DEFAULT_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "ws": PROTOCOL_PATH,  # roomcast's, as `roomcast serve` runs it
+    "http": HTTPProtocol(),  # uvicorn's, with a deadline for request headers (10 s)
     # roomcast's default: compression would turn the direct write path off.
     "ws_per_message_deflate": False,
     # Leave the test process's logging as it is (uvicorn's records reach the root logger).
@@ -70,6 +72,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 
 # From Settings, with settings=: what `roomcast serve` would give uvicorn.
 _FROM_SETTINGS = (
+    "http",
     "ws_max_size",
     "ws_ping_interval",
     "ws_ping_timeout",
@@ -127,10 +130,12 @@ class LiveServer:
     the socket is bound here, before uvicorn starts, so no other process can
     take it meanwhile; :attr:`port` tells which. ``uvicorn_options`` go to
     ``uvicorn.Config`` over :data:`DEFAULT_OPTIONS` (lifespan on, roomcast's
-    WebSocket protocol, no per-message deflate, logging left alone, 5 s
-    graceful shutdown); ``ws=`` picks another WebSocket protocol. With
-    ``settings=`` the WebSocket limits and shutdown timeout are those
-    ``roomcast serve`` derives from them (``ws_max_size``, pings, deflate).
+    WebSocket protocol, uvicorn's HTTP protocol with roomcast's 10 s deadline for
+    request headers, no per-message deflate, logging left alone, 5 s graceful
+    shutdown); ``ws=`` picks another WebSocket protocol, ``http=`` another HTTP
+    one. With ``settings=`` the WebSocket limits, the headers deadline and the
+    shutdown timeout are those ``roomcast serve`` derives from them
+    (``ws_max_size``, pings, deflate, ``handshake_timeout``).
     ``fd``, ``uds``, ``workers`` and ``reload`` are refused.
 
     :meth:`start` (or entering ``with`` / ``async with``) returns once uvicorn
