@@ -138,6 +138,18 @@ def redis_server(tmp: Path) -> Iterator[str]:
 # -- one trial ---------------------------------------------------------------------
 
 
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM the process group ``proc`` leads (a server and its workers); SIGKILL
+    it after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], health: str | None = None) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -174,13 +186,7 @@ def started(case: Case, redis_url: str, tmp: Path, logs: list[Path]) -> Iterator
             time.sleep(2.0)  # every worker has its app started, not only the first
         yield port, proc.pid
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         errors.close()
 
 

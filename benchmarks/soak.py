@@ -42,7 +42,6 @@ import json
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ from roomcast.auth.tokens import issue_token
 from roomcast.bench.procfs import process_tree, rss_bytes
 from roomcast.bench.sse import SseChannel
 from roomcast.testing import ReplyError, connect
-from run import free_port, redis_server, wait_for_port
+from run import free_port, redis_server, stop_group, wait_for_port
 
 MB = 1024 * 1024
 STOP_TIMEOUT = 15.0
@@ -288,13 +287,7 @@ def server(opts: argparse.Namespace, redis_url: str, work: Path) -> Iterator[tup
         time.sleep(3.0)  # every worker has run its lifespan, not only the first to answer
         yield proc.pid, port, secret
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, STOP_TIMEOUT)
 
 
 async def soak(opts: argparse.Namespace, pid: int, base_url: str, secret: str) -> list[Sample]:

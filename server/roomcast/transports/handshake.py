@@ -75,7 +75,7 @@ class HTTPProtocol:
 
     def __call__(self, **kwargs: Any) -> asyncio.Protocol:
         cls, ours = _chosen or http_protocol_class()
-        if ours:
-            kwargs["handshake_timeout"] = self.handshake_timeout
         protocol: asyncio.Protocol = cls(**kwargs)
+        if ours:  # read when the connection is made, which comes after this
+            protocol.handshake_timeout = self.handshake_timeout  # type: ignore[attr-defined]
         return protocol

@@ -31,27 +31,34 @@ setting. ``--http roomcast.transports.uvicorn_http:HttpToolsProtocol`` (or
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import h11
-from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol as _H11
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpTools
-from uvicorn.server import ServerState
 
 from .handshake import DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = ["H11Protocol", "HttpToolsProtocol"]
 
 
-class _Deadline:
+class _Deadline(asyncio.Protocol):
     """The deadline for one connection's request headers. Mixed into a uvicorn HTTP
-    protocol, which provides ``loop`` and ``transport``."""
+    protocol (first in the bases), which provides ``loop`` and ``transport``.
+    ``handshake_timeout`` may be set on an instance until its connection is made
+    (transports/handshake.py does)."""
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -70,27 +77,6 @@ class _Deadline:
 
 class HttpToolsProtocol(_Deadline, _HttpTools):
     """uvicorn's httptools protocol with the headers deadline (see the module)."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        handshake_timeout: float | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        if handshake_timeout is not None:
-            self.handshake_timeout = handshake_timeout
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -111,27 +97,6 @@ class H11Protocol(_Deadline, _H11):
     """uvicorn's h11 protocol with the headers deadline (see the module). h11 has
     no callback per header: a request's headers are complete when uvicorn made a
     new scope for it."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        handshake_timeout: float | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        if handshake_timeout is not None:
-            self.handshake_timeout = handshake_timeout
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         scope = self.scope
