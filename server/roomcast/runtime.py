@@ -42,7 +42,7 @@ from .api.deps import Authenticate, binder
 from .api.web import default_web_dir, web_router
 from .auth import Authority
 from .db.archive import SqlArchive
-from .db.engine import create_engine
+from .db.engine import UnusableDatabaseURL, create_engine
 from .db.migrate import upgrade_async
 from .db.store import MessageStore
 from .db.writer import BatchedWriter
@@ -116,11 +116,14 @@ class Roomcast(ServerAPI):
         self.handle_signals = handle_signals
         self.authority = Authority(settings, host_authenticates=authenticate is not None)
         timeout = settings.database_timeout
-        self.engine = create_engine(
-            settings.database_url.get_secret_value(),
-            connect_timeout=timeout,
-            busy_timeout=timeout,
-        )
+        try:
+            self.engine = create_engine(
+                settings.database_url.get_secret_value(),
+                connect_timeout=timeout,
+                busy_timeout=timeout,
+            )
+        except UnusableDatabaseURL as exc:
+            raise SettingsError(f"ROOMCAST_DATABASE_URL: {exc}") from None
         self.store = MessageStore(self.engine)
         self.writer = BatchedWriter(
             self.store,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -37,6 +38,8 @@ Limit = Annotated[int, Field(ge=0)]
 CommaList = Annotated[list[str], NoDecode]
 
 MIN_HS256_SECRET = 32
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+"""The URL schemes redis-py takes in ``redis_url``."""
 """Bytes: RFC 7518 asks for a key at least as long as the hash."""
 
 
@@ -317,6 +320,22 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"ROOMCAST_JWT_ALGORITHMS: {alg} needs ROOMCAST_JWT_PUBLIC_KEY or _JWKS_URL"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis_url(self) -> Self:
+        """A Redis URL redis-py can parse (its own error would not name the setting)."""
+        if self.redis_url is None:
+            return self
+        parts = urlsplit(self.redis_url.get_secret_value())
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"ROOMCAST_REDIS_URL: the scheme must be one of {', '.join(sorted(REDIS_SCHEMES))}"
+            )
+        try:
+            parts.port  # noqa: B018 (parsing it is the check)
+        except ValueError:
+            raise ValueError("ROOMCAST_REDIS_URL: the port must be 0 to 65535") from None
         return self
 
     def accepted_algorithms(self) -> list[str]:

@@ -132,6 +132,29 @@ def test_a_bad_setting_never_prints_a_secret_at_startup(
     assert_no_part_of(secret, output)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"redis_url": f"redis://:{PASSWORD}@127.0.0.1:x/0"},
+         "ROOMCAST_REDIS_URL: the port must be 0 to 65535"),
+        ({"redis_url": f"http://u:{PASSWORD}@127.0.0.1/0"},
+         "ROOMCAST_REDIS_URL: the scheme must be one of redis, rediss, unix"),
+        ({"database_url": f"nosuchdriver://app:{PASSWORD}@127.0.0.1/db"},
+         "ROOMCAST_DATABASE_URL: no SQLAlchemy dialect or driver 'nosuchdriver' is installed"),
+        ({"database_url": f"::{PASSWORD}"}, "ROOMCAST_DATABASE_URL: not a SQLAlchemy URL"),
+    ],
+    ids=["redis-port", "redis-scheme", "database-driver", "database-garbage"],
+)  # fmt: skip
+def test_an_unusable_service_url_is_refused_naming_its_setting(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    output = run_serve(tmp_path, **settings)
+    assert f"roomcast: {message}" in output  # one line, exit before serving
+    assert "Traceback" not in output
+    assert "Uvicorn running" not in output
+    assert_no_part_of(PASSWORD, output)
+
+
 async def test_neither_a_redis_outage_nor_a_jwks_outage_prints_a_url_password(
     server_factory: ServerFactory,
 ) -> None:

@@ -22,11 +22,13 @@ SSE; probes and pages take no body), standalone and mounted alike:
    ``Content-Length``): past ``max_body_bytes`` the read fails with 413; and a
    read that waits ``body_timeout`` seconds without a byte fails with 408.
 
-A refusal before the body (1, 2) keeps the connection: uvicorn drops the
-unread body as it arrives (roomcast's HTTP protocol, transports/uvicorn_http.py,
-closes the connection if that and the next request's headers take longer
-than ``handshake_timeout``). A refusal while reading (3) answers with
-``Connection: close``: the rest of that body is never read.
+A refusal before the body (1, 2), or past the limit while reading it (3), keeps
+the connection: uvicorn drops the unread body as it arrives (roomcast's HTTP
+protocol, transports/uvicorn_http.py, closes the connection if that and the
+next request's headers take longer than ``handshake_timeout``). Closing at once
+would reset the connection under a client still sending, which then never reads
+the 413 (nginx's lingering close does the same). A body that stalls (408)
+answers with ``Connection: close``: nothing more is coming.
 
 Refusals are ``HTTPException``\\ s, so the application's exception handlers
 render them like any other. Nothing here runs on the WebSocket or for
@@ -132,7 +134,6 @@ class BodyGuard:
                 raise HTTPException(
                     status.HTTP_413_CONTENT_TOO_LARGE,
                     f"the body is over the limit of {limit} bytes",
-                    headers=CLOSE,
                 )
             done = not message.get("more_body", False)
             return message

@@ -28,11 +28,15 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from ..protocol.errors import RoomcastError
+
 __all__ = [
     "DEFAULT_URL",
+    "UnusableDatabaseURL",
     "create_engine",
     "is_sqlite",
     "json_dumps",
@@ -52,6 +56,11 @@ _ASYNC_DRIVERS = {
 def json_dumps(value: Any) -> str:
     """The engines' JSON serializer (orjson; an ``orjson.Fragment`` is kept verbatim)."""
     return orjson.dumps(value).decode()
+
+
+class UnusableDatabaseURL(RoomcastError, ValueError):
+    """A database URL SQLAlchemy cannot use. The message says why without the URL
+    (it may hold a password)."""
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -84,7 +93,10 @@ def create_engine(
     ``pool_size`` applies to PostgreSQL; ``busy_timeout`` to SQLite;
     ``connect_timeout`` to both; ``command_timeout`` to PostgreSQL.
     """
-    parsed = normalize_url(url)
+    try:
+        parsed = normalize_url(url)
+    except ArgumentError:
+        raise UnusableDatabaseURL("not a SQLAlchemy URL (dialect+driver://...)") from None
     options: dict[str, Any] = {
         "echo": echo,
         "pool_pre_ping": True,
@@ -99,7 +111,14 @@ def create_engine(
         options["pool_size"] = pool_size
         options["connect_args"] = {"timeout": connect_timeout, "command_timeout": command_timeout}
         options["pool_timeout"] = connect_timeout
-    engine = _create_async_engine(parsed, **options)
+    try:
+        engine = _create_async_engine(parsed, **options)
+    except NoSuchModuleError:
+        raise UnusableDatabaseURL(
+            f"no SQLAlchemy dialect or driver {parsed.drivername!r} is installed"
+        ) from None
+    except (ArgumentError, ImportError, TypeError, ValueError) as exc:
+        raise UnusableDatabaseURL(f"cannot be used ({type(exc).__name__})") from None
     if backend == "sqlite":
         _configure_sqlite(engine, busy_timeout)
     return engine
