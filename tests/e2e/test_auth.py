@@ -195,6 +195,25 @@ async def test_a_page_of_another_origin_is_refused_at_the_handshake(server: Serv
         await client.close()
 
 
+async def test_the_servers_host_without_its_port_or_with_another_scheme_is_another_origin(
+    server: ServerProcess,
+) -> None:
+    host = f"127.0.0.1:{server.port}"
+    for origin in ("http://127.0.0.1", "http://127.0.0.1:80", f"https://{host}"):
+        with pytest.raises(InvalidStatus) as info:
+            await Client.open(server.ws, origin=origin)
+        assert info.value.response.status_code == 403, origin
+    cookie = {"Cookie": f"roomcast_token={token('ivy', rooms=['chat:*'])}"}
+    async with httpx.AsyncClient(timeout=5) as http:
+        refused = await http.get(
+            f"{server.http}/rooms/chat:c/events", headers={**cookie, "Origin": "http://127.0.0.1"}
+        )
+        assert refused.status_code == 403
+    client = await Client.open(server.ws, origin=f"http://{host}")
+    assert (await client.request("ping"))["ok"]  # the same scheme, host and port
+    await client.close()
+
+
 async def test_sse_with_a_cookie_from_another_origin_is_refused(server: ServerProcess) -> None:
     cookie = {"Cookie": f"roomcast_token={token('ivy', rooms=['chat:*'])}"}
     url = f"{server.http}/rooms/chat:c/events"
@@ -406,6 +425,18 @@ async def test_connections_beyond_the_per_address_limit_close_3004(
     await kept[0].close()
     await asyncio.sleep(0.2)
     assert (await (await Client.open(limited.ws)).request("ping"))["ok"]
+
+
+async def test_a_refused_stream_is_told_to_retry_after_the_retry_after_setting(
+    server_factory: ServerFactory,
+) -> None:
+    limited = server_factory(max_connections_per_ip=1, retry_after=17)
+    kept = await Client.open(limited.ws)
+    async with httpx.AsyncClient(timeout=5) as http:
+        refused = await http.get(f"{limited.http}/rooms/r/events")
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "17"
+    await kept.close()
 
 
 def test_roomcast_token_prints_a_token_the_server_accepts(

@@ -9,8 +9,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from roomcast.app import create_app
 from roomcast.hub.redis import RedisBroker
 from roomcast.hub.stats import STATS
 from roomcast.protocol.events import Notice
@@ -120,3 +123,18 @@ async def test_the_publish_pipeline_carries_at_most_redis_max_batch(
         assert broker.publish_pipelines >= 40 // 4 - 1  # the first may go alone
     finally:
         await broker.stop()
+
+
+async def test_abandoned_resyncs_are_counted_in_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(STATS, "resyncs_abandoned", 3)
+    app = create_app(Settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            text = (await http.get("/metrics")).text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["roomcast_broker_resyncs_abandoned_total"] == 3
