@@ -143,7 +143,7 @@ async def test_a_body_that_stalls_for_body_timeout_gets_408_and_connection_close
             status, headers, _ = await call(app, PUBLISH, body, json_headers(len(body.data)))
         assert status == 408
         assert headers["connection"] == "close"
-        assert 0.25 < asyncio.get_running_loop().time() - started < 5
+        assert asyncio.get_running_loop().time() - started > 0.29  # not before body_timeout
 
 
 async def test_a_slow_body_that_keeps_coming_is_read_to_its_end() -> None:
