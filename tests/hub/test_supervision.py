@@ -246,16 +246,16 @@ async def test_a_resync_that_fails_is_run_again_and_releases_the_held_room(
 async def test_a_subscription_flush_that_fails_drops_the_connection_and_later_ones_work(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reader, sink, writer = await two_brokers(redis_server, ping_interval=30, timeout=3.0)
+    reader, sink, writer = await two_brokers(redis_server, ping_interval=30, timeout=30.0)
     try:
         (link,) = reader._links.values()
         conn = link._conn
         assert conn is not None
         conn.send_command = failing_once(conn.send_command)  # type: ignore[method-assign]
-        started = asyncio.get_running_loop().time()
+        # Told when the flush fails, not after the 30 s confirm timeout.
         with pytest.raises(BrokerUnavailable):
-            await reader.subscribe("r")  # told at once, not after the confirm timeout
-        assert asyncio.get_running_loop().time() - started < 1.0
+            async with asyncio.timeout(10):
+                await reader.subscribe("r")
         assert len(supervisor_errors(caplog, "roomcast-redis-flush")) == 1
         await eventually(lambda: link.connected and link._conn is not conn)
         await reader.subscribe("r")
@@ -303,10 +303,10 @@ async def test_the_publish_batcher_answers_a_failed_batch_and_comes_back(
     try:
         batcher = broker._batcher
         assert batcher is not None
-        batcher._script = failing_once(batcher._script)  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError, match="injected"):
+        batcher._run = failing_once(batcher._run)  # type: ignore[method-assign]
+        with pytest.raises(BrokerUnavailable, match="injected"):
             await asyncio.wait_for(broker.publish("r", b"1", "p"), 5)  # answered, not lost
-        assert len(supervisor_errors(caplog, "roomcast-redis-publish")) == 1
+        assert len(supervisor_errors(caplog, "roomcast-redis-publish-main")) == 1
         events = await asyncio.wait_for(
             asyncio.gather(*(broker.enqueue_publish("r", b"2", "p") for _ in range(3))), 5
         )

@@ -1,28 +1,53 @@
 """PublishBatcher: publishes sent to Redis in the order they were enqueued, many per
-round trip.
+round trip, each answered within a deadline.
 
 A publish is one Lua script call (redis_scripts.PUBLISH). Awaited one at a time,
 a connection that publishes fast gets one publish per round trip, and the round
 trip includes whatever the event loop does meanwhile (the fan-out of the previous
 events). :meth:`PublishBatcher.enqueue` instead queues the call and returns a
-future at once; one flusher task sends everything queued so far as one pipeline
-(``transaction=False``: no MULTI, each script is atomic on its own) on one
-connection, where Redis runs the commands in the order they were written, then
-resolves the futures in that order and goes on with what was queued meanwhile.
-So publishes enqueued one after another get offsets in that order, whichever
-rooms they are in.
+future at once; a flusher task writes everything queued so far in one go
+(``EVALSHA`` after ``EVALSHA``, no MULTI: each script is atomic on its own) on
+one connection, where Redis runs the commands in the order they were written,
+and resolves each future as its reply is read. So publishes enqueued one after
+another get offsets in that order.
 
-On a Redis Cluster the commands of one batch may belong to different nodes, and
-a cluster pipeline does not keep their order across nodes; there the flusher
-sends them one at a time, still in order (no round trips saved, but the
-callers no longer wait for each other's replies before enqueueing).
+Shards. The batcher keeps one queue, one flusher and one connection pool per
+Redis node: ``main`` for a single Redis; on a Redis Cluster one per master, the
+owner of the slot of the room's hash tag (every key of a room shares it:
+redis_scripts.py), from the cluster client's slot map. A dead or slow node
+holds up only its own queue; the others flow at full rate. A room is one slot,
+so its publishes stay in order. The batcher's pools are its own (never the
+cluster client's, which redis-py closes under running commands on some errors),
+hold no automatic retry (a publish that timed out may have run: it must not run
+twice), and load the script on every new connection, so a node that restarted
+empty costs no failed publish.
 
-A failed batch fails every future in it with :class:`BrokerUnavailable`; the
-next batch starts afresh. At most ``max_batch`` commands go in one pipeline.
-Anything else that goes wrong with a batch (a bug) fails its futures with that
-error and escapes to the supervisor (supervise.py), which logs it and, after a
-pause, runs the flusher again for what is still queued. The flusher ends when
-the queue is empty; the next enqueue starts a new one.
+Routing on a cluster. A slot with publishes still pending on a node sticks to
+that node while the node answers, so a slot map that changes meanwhile cannot
+let a later publish overtake an earlier one; otherwise a publish goes to the
+slot's owner in the map. Redis's redirections: ``MOVED`` (the script did not
+run) updates the map and moves that publish, and the slot's other pending ones,
+in order, to the new owner's queue; ``ASK`` (a slot being migrated, the room's
+keys already gone) sends it again to the target, after ``ASKING`` on the same
+connection; ``TRYAGAIN`` (the room's keys split mid-migration) and every other
+error reply answer ``unavailable``.
+
+Deadlines: every call is answered within ``timeout`` seconds of its enqueue;
+past it, its future fails with :class:`BrokerUnavailable` and a late reply is
+ignored (the script may still have run: the publisher was told ``unavailable``,
+the known ambiguity of any timeout). A batch that fails (the node refused, a
+timeout, a reply that never came) fails the calls not answered yet with
+:class:`BrokerUnavailable` and keeps the replies already read; so does any other
+exception (redis-py's own bugs included), which is logged, at most once every
+:data:`LOG_EVERY` seconds. After a failure the node's next batch waits a
+full-jitter backoff (up to 0.05 s, doubling per failure in a row, capped at
+``backoff_cap``) while its queue keeps taking calls (and answering them at their
+deadline); on a cluster it also asks for the slot map to be read again, so a
+promoted replica takes over. ``on_result(node, ok)`` hears of every batch.
+
+A flusher ends when its queue is empty; the next enqueue starts a new one. It is
+supervised (supervise.py) all the same: should a bug escape it, the calls it
+held are answered first.
 """
 
 from __future__ import annotations
@@ -30,108 +55,561 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
+import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisError, ResponseError
 
 from .broker import BrokerUnavailable
 from .supervise import supervised
 
-__all__ = ["PublishBatcher"]
+__all__ = ["LOG_EVERY", "MAIN", "PublishBatcher", "node_url"]
 
 log = logging.getLogger("roomcast.redis")
 
 T = TypeVar("T")
 
-_Item = tuple[list[str], list[Any], "asyncio.Future[Any]", "Callable[[Any], Any]"]
+MAIN = "main"
+"""The one shard of a single Redis."""
+
+LOG_EVERY = 10.0
+"""Seconds between two logs of an unexpected error of the same kind."""
+
+BACKOFF_BASE = 0.05
+"""Seconds: the most a node's first retry waits after a failed batch."""
+
+REFRESH_EVERY = 0.5
+"""Seconds: the slot map is read again at most this often on failures."""
+
+ConnectFunc = Callable[[AbstractConnection], Any]
+PoolFor = Callable[[str, ConnectFunc], aioredis.ConnectionPool]
+"""``(node, on_connect) -> pool``: a connection pool to ``node`` (``main``, or
+``host:port``) whose connections run ``on_connect`` when they connect."""
+
+
+class _Item:
+    __slots__ = ("args", "deadline", "future", "keys", "make", "shard", "slot")
+
+    def __init__(
+        self,
+        keys: list[str],
+        args: list[Any],
+        future: asyncio.Future[Any],
+        make: Callable[[Any], Any],
+        deadline: float,
+    ) -> None:
+        self.keys = keys
+        self.args = args
+        self.future = future
+        self.make = make
+        self.deadline = deadline
+        self.slot = 0
+        self.shard: _Shard | None = None
+
+
+class _Shard:
+    """One node's queue, flusher, pool, deadline timer and failure state."""
+
+    __slots__ = (
+        "failures",
+        "flusher",
+        "inflight",
+        "name",
+        "pool",
+        "queue",
+        "retry_at",
+        "timer",
+        "timer_at",
+    )
+
+    def __init__(self, name: str, pool: aioredis.ConnectionPool) -> None:
+        self.name = name
+        self.pool = pool
+        self.queue: collections.deque[_Item] = collections.deque()
+        self.inflight: list[_Item] = []
+        self.flusher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.failures = 0  # failed batches in a row
+        self.retry_at = 0.0  # loop time before which no batch goes out
+
+
+class _Pin:
+    """A slot's calls pending on one node: later ones follow them there."""
+
+    __slots__ = ("count", "shard")
+
+    def __init__(self, shard: _Shard) -> None:
+        self.shard = shard
+        self.count = 1
+
+
+class _RateLimited:
+    """Log a kind of message at most once every ``every`` seconds, saying how many
+    were skipped in between."""
+
+    def __init__(self, every: float = LOG_EVERY) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def __call__(self, kind: str, level: int, message: str, *args: Any, **kw: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.every) < self.every:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        if skipped:
+            message += f" ({skipped} more like it since the last report)"
+        log.log(level, message, *args, **kw)
 
 
 class PublishBatcher:
+    """Queues script calls per Redis node and sends each node's queue in order,
+    many calls per round trip (see the module docstring)."""
+
     def __init__(
         self,
-        client: Callable[[], aioredis.Redis | aioredis.RedisCluster],
         script: AsyncScript,
+        pool_for: PoolFor,
         *,
-        pipelined: bool,
+        cluster: aioredis.RedisCluster | None = None,
+        timeout: float = 5.0,
         max_batch: int = 256,
+        backoff_cap: float = 2.0,
+        on_result: Callable[[str, bool], None] | None = None,
     ) -> None:
-        self._client = client
         self._script = script
-        self._pipelined = pipelined
+        self._pool_for = pool_for
+        self._cluster = cluster
+        self.timeout = timeout
         self.max_batch = max_batch
-        self._queue: collections.deque[_Item] = collections.deque()
-        self._flusher: asyncio.Task[None] | None = None
-        self.batches = 0  # pipelines sent (for tests and the curious)
+        self.backoff_cap = backoff_cap
+        self._on_result = on_result
+        self._shards: dict[str, _Shard] = {}
+        self._pins: dict[int, _Pin] = {}  # slot -> the node its pending calls wait on
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed = -REFRESH_EVERY
+        self._log = _RateLimited()
+        self.batches = 0  # batches of several calls sent (for tests and the curious)
+
+    # -- enqueue ----------------------------------------------------------------------
 
     def enqueue(
         self, keys: list[str], args: list[Any], make: Callable[[Any], T]
     ) -> asyncio.Future[T]:
-        """Queue one script call; the future gets ``make(reply)`` (or BrokerUnavailable)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((keys, args, future, make))
-        if self._flusher is None:
-            self._start()
+        """Queue one script call; the future gets ``make(reply)``, or
+        :class:`BrokerUnavailable` (at the latest ``timeout`` seconds from now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        item = _Item(keys, args, future, make, loop.time() + self.timeout)
+        if self._cluster is None:
+            self._put(self._shard(MAIN), item)
+            return future
+        item.slot = key_slot(keys[0].encode())
+        try:
+            shard = self._route(item.slot)
+        except BrokerUnavailable as exc:
+            future.set_exception(exc)
+            self._request_refresh()
+            return future
+        self._pin(item, shard)
+        self._put(shard, item)
         return future
 
-    def _start(self) -> None:
-        self._flusher = supervised("roomcast-redis-publish", self._flush)
-        self._flusher.add_done_callback(self._flushed)
+    def _shard(self, name: str) -> _Shard:
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = _Shard(name, self._pool_for(name, self._on_connect))
+        return shard
 
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        self._flusher = None
-        if self._queue and not task.cancelled():  # enqueued after it took the last batch
-            self._start()
+    def _route(self, slot: int) -> _Shard:
+        pin = self._pins.get(slot)
+        if pin is not None and pin.shard.failures == 0:
+            return pin.shard  # calls of this slot still pending on a node that answers
+        assert self._cluster is not None
+        try:
+            node = self._cluster.nodes_manager.get_node_from_slot(slot)
+        except Exception as exc:  # SlotNotCoveredError; KeyError while the map is rebuilt
+            raise BrokerUnavailable(f"redis cluster: no node serves slot {slot}") from exc
+        return self._shard(node.name)
+
+    def _pin(self, item: _Item, shard: _Shard) -> None:
+        item.shard = shard
+        if self._cluster is None:
+            return
+        pin = self._pins.get(item.slot)
+        if pin is not None and pin.shard is shard:
+            pin.count += 1
+        else:
+            self._pins[item.slot] = _Pin(shard)
+
+    def _leave(self, item: _Item) -> None:
+        """``item`` is no longer pending on its shard (answered, failed, moved)."""
+        shard, item.shard = item.shard, None
+        if self._cluster is None or shard is None:
+            return
+        pin = self._pins.get(item.slot)
+        if pin is not None and pin.shard is shard:
+            pin.count -= 1
+            if pin.count <= 0:
+                del self._pins[item.slot]
+
+    def _put(self, shard: _Shard, item: _Item, *, first: bool = False) -> None:
+        if first:
+            shard.queue.appendleft(item)
+        else:
+            shard.queue.append(item)
+        self._arm(shard, item.deadline)
+        if shard.flusher is None:
+            self._start(shard)
+
+    # -- deadlines --------------------------------------------------------------------
+
+    def _arm(self, shard: _Shard, when: float) -> None:
+        if shard.timer is not None:
+            if shard.timer_at <= when:
+                return
+            shard.timer.cancel()
+        shard.timer = asyncio.get_running_loop().call_at(when, self._expire, shard)
+        shard.timer_at = when
+
+    def _expire(self, shard: _Shard) -> None:
+        """Fail what is past its deadline on ``shard``, sent or still queued."""
+        shard.timer = None
+        now = asyncio.get_running_loop().time()
+        late = f"redis: node {shard.name} did not answer within {self.timeout:g} s"
+        following = None
+        for item in shard.inflight:  # they leave the shard when their batch ends
+            if item.future.done():
+                continue
+            if item.deadline <= now:
+                item.future.set_exception(BrokerUnavailable(late))
+            elif following is None or item.deadline < following:
+                following = item.deadline
+        queue = shard.queue
+        while queue and (queue[0].deadline <= now or queue[0].future.done()):
+            item = queue.popleft()
+            self._leave(item)
+            if not item.future.done():
+                item.future.set_exception(BrokerUnavailable(late))
+        if queue and (following is None or queue[0].deadline < following):
+            following = queue[0].deadline
+        if following is not None:
+            self._arm(shard, following)
+
+    # -- flushing ---------------------------------------------------------------------
+
+    def _start(self, shard: _Shard) -> None:
+        shard.flusher = supervised(
+            f"roomcast-redis-publish-{shard.name}", lambda: self._flush(shard)
+        )
+        shard.flusher.add_done_callback(lambda task: self._flushed(shard, task))
+
+    def _flushed(self, shard: _Shard, task: asyncio.Task[None]) -> None:
+        shard.flusher = None
+        if shard.queue and not task.cancelled():  # enqueued after it took the last batch
+            self._start(shard)
 
     async def stop(self) -> None:
-        """Wait for what is queued to be sent (the caller stops taking publishes first)."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        """Wait for what is queued to be sent or answered (the caller stops taking
+        publishes first), then close the batcher's connections."""
+        for shard in list(self._shards.values()):
+            if shard.flusher is not None:
+                await asyncio.shield(shard.flusher)
+        if self._refresh is not None:
+            self._refresh.cancel()
+        for shard in list(self._shards.values()):
+            if shard.timer is not None:
+                shard.timer.cancel()
+            await shard.pool.aclose()
 
-    async def _flush(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
-                replies = await self._send(batch)
-                for (_, _, future, make), reply in zip(batch, replies, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(reply, Exception):
-                        future.set_exception(BrokerUnavailable(f"redis: {reply}"))
+    def nodes(self) -> dict[str, bool]:
+        """Each node publishes went to: whether its last batch went through."""
+        return {name: shard.failures == 0 for name, shard in self._shards.items()}
+
+    async def _flush(self, shard: _Shard) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while shard.queue:
+                wait = shard.retry_at - loop.time()
+                if wait > 0:  # backing off after a failure: calls wait (or expire)
+                    await asyncio.sleep(wait)
+                    continue
+                batch: list[_Item] = []
+                while shard.queue and len(batch) < self.max_batch:
+                    item = shard.queue.popleft()
+                    if item.future.done():  # expired (or cancelled) while queued
+                        self._leave(item)
                     else:
-                        future.set_result(make(reply))
-            except (RedisError, OSError) as exc:
-                _fail(batch, BrokerUnavailable(f"redis: {exc}"))
-            except asyncio.CancelledError:
-                for _, _, future, _ in batch:
-                    future.cancel()
-                raise
-            except Exception as exc:  # a bug: answer the batch, then the supervisor logs it
-                _fail(batch, exc)
-                raise
+                        batch.append(item)
+                if batch:
+                    shard.inflight = batch  # from now on, _expire and _fail_all see it
+                    await self._run(shard, batch)
+        except BaseException as exc:  # cancelled, or a bug: answer what it held
+            self._fail_all(shard, f"redis: publishing stopped ({exc!r})")
+            raise
 
-    async def _send(self, batch: list[_Item]) -> list[Any]:
-        client = self._client()
-        if not self._pipelined or len(batch) == 1:
-            replies: list[Any] = []
-            for keys, args, _, _ in batch:
+    def _fail_all(self, shard: _Shard, error: str) -> None:
+        for item in [*shard.inflight, *shard.queue]:
+            self._leave(item)
+            if not item.future.done():
+                item.future.set_exception(BrokerUnavailable(error))
+        shard.inflight = []
+        shard.queue.clear()
+
+    async def _run(self, shard: _Shard, batch: list[_Item]) -> None:
+        """Send one batch; answer each call; then handle the redirected ones."""
+        if len(batch) > 1:
+            self.batches += 1
+        redirected: list[tuple[_Item, AskError]] = []
+        ok = True
+        try:
+            redirected, ok = await self._send(shard, batch)
+        except (RedisError, OSError) as exc:  # the node: refused, timed out, dropped
+            ok = False
+            self._failed(shard, exc)
+        except Exception as exc:  # not Redis's word: redis-py's or ours
+            ok = False
+            self._log(
+                f"unexpected:{type(exc).__name__}",
+                logging.ERROR,
+                "publishing to redis node %s failed unexpectedly; its unanswered "
+                "publishes were answered unavailable",
+                shard.name,
+                exc_info=exc,
+            )
+            self._failed(shard, exc)
+        else:
+            self._succeeded(shard)
+        # (cancelled: the batch stays in flight for _flush to answer)
+        shard.inflight = []
+        moved = {id(item) for item, _ in redirected}
+        for item in batch:
+            if id(item) in moved:
+                continue
+            self._leave(item)
+            if not item.future.done():  # its reply never came
+                ok = False
+                error = f"redis: node {shard.name}: the publish got no reply"
+                item.future.set_exception(BrokerUnavailable(error))
+        if self._on_result is not None:
+            self._on_result(shard.name, ok)
+        if redirected:
+            await self._redirect(shard, redirected)
+
+    async def _send(
+        self, shard: _Shard, batch: list[_Item]
+    ) -> tuple[list[tuple[_Item, AskError]], bool]:
+        """Write the batch, then read a reply per call and answer it at once.
+
+        Returns the calls Redis redirected (``MOVED``, ``ASK``: not run) and
+        whether every other call succeeded. Raises when the connection fails;
+        the calls answered so far keep their replies.
+        """
+        conn = await self._connection(shard)
+        try:
+            sha = self._script.sha
+            commands = [("EVALSHA", sha, len(i.keys), *i.keys, *i.args) for i in batch]
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            redirected: list[tuple[_Item, AskError]] = []
+            ok = True
+            for item in batch:
                 try:
-                    replies.append(await self._script(keys=keys, args=args))
-                except RedisError as exc:
-                    replies.append(exc)
-            return replies
-        assert isinstance(client, aioredis.Redis)  # pipelined only off a cluster
-        self.batches += 1
-        async with client.pipeline(transaction=False) as pipe:
-            for keys, args, _, _ in batch:
-                await self._script(keys=keys, args=args, client=pipe)
-            result: list[Any] = await pipe.execute(raise_on_error=False)
-            return result
+                    reply = await self._read(conn)
+                except AskError as exc:  # MOVED too
+                    redirected.append((item, exc))
+                    continue
+                except NoScriptError as exc:  # SCRIPT FLUSH: load again on a new connection
+                    conn.mark_for_reconnect()  # type: ignore[no-untyped-call]
+                    reply = exc
+                except ResponseError as exc:
+                    reply = exc
+                ok = self._answer(item, reply) and ok
+        except BaseException:
+            await conn.disconnect(nowait=True)  # replies may still be on their way
+            raise
+        finally:
+            await shard.pool.release(conn)
+        return redirected, ok
+
+    async def _connection(self, shard: _Shard) -> AbstractConnection:
+        """A connected connection to the node, made again if Redis closed it."""
+        conn = await shard.pool.get_connection()  # type: ignore[no-untyped-call]
+        assert isinstance(conn, AbstractConnection)
+        return conn
+
+    async def _read(self, conn: AbstractConnection) -> Any:
+        """One reply (a seam for tests)."""
+        return await conn.read_response()
+
+    def _answer(self, item: _Item, reply: Any) -> bool:
+        """Resolve ``item``'s future with ``reply`` (unless its deadline passed);
+        whether it succeeded."""
+        if isinstance(reply, Exception):
+            if not item.future.done():
+                item.future.set_exception(BrokerUnavailable(f"redis: {reply}"))
+            return False
+        if not item.future.done():
+            try:
+                item.future.set_result(item.make(reply))
+            except Exception as exc:  # a reply of an unexpected shape
+                self._log(
+                    "reply", logging.ERROR, "unexpected reply %r from redis", reply, exc_info=exc
+                )
+                item.future.set_exception(BrokerUnavailable(f"redis: unexpected reply {reply!r}"))
+                return False
+        return True
+
+    async def _on_connect(self, conn: AbstractConnection) -> None:
+        """Each new connection: the usual handshake, then the script, so a node that
+        restarted empty answers the batch's EVALSHAs."""
+        await conn.on_connect()
+        await conn.send_command("SCRIPT", "LOAD", self._script.script, check_health=False)
+        await conn.read_response()
+
+    # -- failures and backoff -----------------------------------------------------------
+
+    def _failed(self, shard: _Shard, exc: BaseException) -> None:
+        if shard.failures == 0:
+            log.warning(
+                "publishing to redis node %s failed (%s); its publishes answer unavailable "
+                "and it is retried with backoff",
+                shard.name,
+                exc,
+            )
+        shard.failures += 1
+        ceiling = min(self.backoff_cap, BACKOFF_BASE * 2 ** min(shard.failures - 1, 30))
+        shard.retry_at = asyncio.get_running_loop().time() + random.uniform(0, ceiling)
+        self._request_refresh()
+
+    def _succeeded(self, shard: _Shard) -> None:
+        if shard.failures:
+            log.warning(
+                "publishing to redis node %s works again (after %d failed batches)",
+                shard.name,
+                shard.failures,
+            )
+        shard.failures = 0
+        shard.retry_at = 0.0
+
+    def _request_refresh(self) -> None:
+        """Read the cluster's slot map again soon (a replica may have taken over),
+        at most every :data:`REFRESH_EVERY` seconds, in the background."""
+        if self._cluster is None or (self._refresh is not None and not self._refresh.done()):
+            return
+        now = time.monotonic()
+        if now - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = now
+        self._refresh = asyncio.get_running_loop().create_task(
+            self._refresh_map(), name="roomcast-redis-slots"
+        )
+
+    async def _refresh_map(self) -> None:
+        assert self._cluster is not None
+        try:
+            await self._cluster.nodes_manager.initialize()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # no node reachable: the next failure asks again
+            self._log("refresh", logging.WARNING, "reading the redis cluster's slots: %s", exc)
+
+    # -- redirections (cluster) ---------------------------------------------------------
+
+    async def _redirect(self, shard: _Shard, redirected: list[tuple[_Item, AskError]]) -> None:
+        """Calls Redis did not run: ``MOVED`` ones go, with the rest of their slot's
+        calls queued here, to the new owner's queue; ``ASK`` ones run on the
+        migration's target now, in order."""
+        asked: list[tuple[_Item, AskError]] = []
+        moved: dict[int, tuple[MovedError, list[_Item]]] = {}
+        for item, exc in redirected:
+            if isinstance(exc, MovedError):
+                moved.setdefault(item.slot, (exc, []))[1].append(item)
+            else:
+                asked.append((item, exc))
+        for slot, (exc, items) in moved.items():
+            await self._move(shard, slot, exc, items)
+        if asked:  # in flight here until answered, so their deadlines hold
+            shard.inflight = [item for item, _ in asked]
+            self._arm(shard, min(item.deadline for item in shard.inflight))
+            await self._ask(asked)  # (cancelled: _flush answers them)
+            shard.inflight = []
+
+    async def _move(self, shard: _Shard, slot: int, exc: MovedError, items: list[_Item]) -> None:
+        assert self._cluster is not None
+        try:
+            await self._cluster.nodes_manager.move_slot(exc)
+        except Exception:  # a slot the map does not know: read it all again
+            self._request_refresh()
+        target = self._shard(f"{exc.host}:{exc.port}")
+        rest = [i for i in shard.queue if i.slot == slot]
+        if rest:
+            shard.queue = collections.deque(i for i in shard.queue if i.slot != slot)
+        for item in [*items, *rest]:
+            self._leave(item)
+        alive = [i for i in [*items, *rest] if not i.future.done()]
+        if target is shard:  # a MOVED to itself: answer rather than loop
+            for item in alive:
+                item.future.set_exception(BrokerUnavailable(f"redis: {exc}"))
+            return
+        for item in alive:
+            self._pin(item, target)
+        for item in reversed(alive):  # older than what the target has queued
+            self._put(target, item, first=True)
+
+    async def _ask(self, asked: list[tuple[_Item, AskError]]) -> None:
+        """``ASKING`` then the script, per call, on the target's connection."""
+        for item, exc in asked:
+            if item.future.done():
+                self._leave(item)
+                continue
+            target = self._shard(f"{exc.host}:{exc.port}")
+            try:
+                conn = await self._connection(target)
+                try:
+                    args = ("EVALSHA", self._script.sha, len(item.keys), *item.keys, *item.args)
+                    packed = conn.pack_commands([("ASKING",), args])
+                    await conn.send_packed_command(packed, check_health=False)
+                    await self._read(conn)
+                    try:
+                        reply = await self._read(conn)
+                    except ResponseError as error:
+                        reply = error
+                except BaseException:
+                    await conn.disconnect(nowait=True)
+                    raise
+                finally:
+                    await target.pool.release(conn)
+            except (RedisError, OSError) as error:
+                reply = error
+            except Exception as error:  # as in _run: answered, logged, not raised
+                self._log(
+                    f"unexpected:{type(error).__name__}",
+                    logging.ERROR,
+                    "publishing to redis node %s after ASK failed unexpectedly",
+                    target.name,
+                    exc_info=error,
+                )
+                reply = error
+            self._leave(item)
+            self._answer(item, reply)
 
 
-def _fail(batch: list[_Item], error: Exception) -> None:
-    for _, _, future, _ in batch:
-        if not future.done():
-            future.set_exception(error)
+def node_url(url: str, node: str) -> str:
+    """``url`` (scheme, credentials, options) pointed at cluster node ``host:port``."""
+    host, _, port = node.rpartition(":")
+    parts = urllib.parse.urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address)
+    )
