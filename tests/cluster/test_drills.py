@@ -64,10 +64,6 @@ async def kill_and_restart_a_master(drill: Drill, dead: int) -> None:
     await drill.finish()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: a killed master stalls other shards and loses acknowledged publishes",
-)
 async def test_a_killed_master_costs_only_its_rooms_and_every_publish_is_answered(
     cluster_factory: ClusterFactory, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
@@ -97,10 +93,6 @@ async def test_a_killed_master_costs_only_its_rooms_and_every_publish_is_answere
     assert not any(problems.values()), report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: /readyz is 503 everywhere while one shard is down",
-)
 async def test_without_full_coverage_live_shards_serve_and_readyz_stays_200(
     cluster_factory: ClusterFactory, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
@@ -143,10 +135,6 @@ async def test_without_full_coverage_live_shards_serve_and_readyz_stays_200(
     assert not any(problems.values()), report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: subscribers of a migrated slot receive nothing more, with no signal",
-)
 async def test_a_live_rooms_slot_migrated_to_another_master_loses_nothing_silently(
     cluster_factory: ClusterFactory, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
@@ -184,10 +172,6 @@ async def test_a_live_rooms_slot_migrated_to_another_master_loses_nothing_silent
     assert not any(problems.values()), report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: one SSUBSCRIBE for channels of several slots fails CROSSSLOT",
-)
 async def test_rooms_of_one_master_subscribed_at_once_are_all_confirmed(
     cluster_factory: ClusterFactory, server_factory: ServerFactory
 ) -> None:

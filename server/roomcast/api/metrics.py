@@ -105,6 +105,43 @@ class HubCollector(Collector):
         ready = GaugeMetricFamily("roomcast_ready", "1 when this process serves (see /readyz)")
         ready.add_metric([], float(hub.broker.ready and not hub.draining))
         yield ready
+        yield from self.shards()
+
+    def shards(self) -> Iterator[Metric]:
+        """One sample per broker shard and family, labelled ``node`` (a cluster
+        node's ``host:port``, or ``main``): as many as the cluster has nodes,
+        never per room. Nothing for a broker without shards (memory)."""
+        shards = self.hub.broker.shards()
+        if not shards:
+            return
+        node = ["node"]
+        up = GaugeMetricFamily(
+            "roomcast_redis_shard_up",
+            "1 while this process serves the shard's rooms (pub/sub link connected, "
+            "publishes not failing); 0 while they answer unavailable",
+            labels=node,
+        )
+        reconnects = CounterMetricFamily(
+            "roomcast_redis_shard_reconnects",
+            "Times this process's pub/sub link to the shard was lost and made again",
+            labels=node,
+        )
+        held_rooms = GaugeMetricFamily(
+            "roomcast_redis_shard_held_rooms",
+            "Rooms of the shard waiting for a resync after a pub/sub outage",
+            labels=node,
+        )
+        held_messages = GaugeMetricFamily(
+            "roomcast_redis_shard_held_messages",
+            "Live messages held for the shard's rooms until their resync",
+            labels=node,
+        )
+        for shard in shards:
+            up.add_metric([shard.node], float(shard.up))
+            reconnects.add_metric([shard.node], shard.reconnects)
+            held_rooms.add_metric([shard.node], shard.held_rooms)
+            held_messages.add_metric([shard.node], shard.held_messages)
+        yield from (up, reconnects, held_rooms, held_messages)
 
 
 def metrics_registry(hub: Hub) -> CollectorRegistry:

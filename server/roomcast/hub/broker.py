@@ -20,6 +20,11 @@ Contract (tests/hub/broker_contract.py runs it against every broker):
 
 Errors: a broker raises :class:`BrokerUnavailable` when it cannot do what was
 asked right now (the client gets ``unavailable``); never a silent drop.
+
+Shards: a broker whose rooms live on several servers (a Redis Cluster's
+masters), or on one it can lose (Redis), reports each one's state in
+:meth:`Broker.shards`; it is :attr:`Broker.ready` while some shard serves
+(/readyz), and /metrics shows every shard. The memory broker has none.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "HistoryPage",
     "PresenceEntry",
     "Recovery",
+    "ShardState",
 ]
 
 
@@ -80,6 +86,24 @@ class HistoryPage:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ShardState:
+    """One shard of a broker as this process sees it now (/readyz, /metrics).
+
+    ``node`` names it: ``main`` for a single Redis, ``host:port`` for a cluster
+    node. ``up``: this process can serve the shard's rooms (Redis: its pub/sub
+    link is connected, and no publish to it failed just now). ``reconnects``:
+    times its pub/sub link was lost and made again. ``held_rooms`` and
+    ``held_messages``: its rooms waiting for a resync, and the live messages held
+    for them meanwhile."""
+
+    node: str
+    up: bool
+    reconnects: int = 0
+    held_rooms: int = 0
+    held_messages: int = 0
+
+
 class BrokerSink(Protocol):
     """What a broker calls to hand events to its process (the hub)."""
 
@@ -117,8 +141,15 @@ class Broker(abc.ABC):
 
     @property
     def ready(self) -> bool:
-        """Whether the broker can serve requests now (for /readyz)."""
-        return True
+        """Whether the broker can serve requests now (for /readyz): some shard is
+        up, or it has no shards. Degraded shards are the ones not up."""
+        shards = self.shards()
+        return not shards or any(shard.up for shard in shards)
+
+    def shards(self) -> list[ShardState]:
+        """The state of each shard, for /readyz and /metrics; cheap (no I/O), so
+        a scrape may call it. None by default: one process, nothing to lose."""
+        return []
 
     @property
     def reconnects(self) -> int:
