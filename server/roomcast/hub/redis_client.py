@@ -1,0 +1,188 @@
+"""The Redis client side of RedisBroker: its settings, its clients, the naming of
+room keys and channels, and the one way to run a script.
+
+:class:`RedisClientBase` is the bottom of RedisBroker's layers (redis.py):
+each layer above it (redis_resync.py, redis_shards.py, redis_slots.py, then
+redis.py) adds one concept and sets up its own state in :meth:`_init_state`.
+This one owns the constructor's settings, the command client (a
+``redis.asyncio.Redis``, or a ``RedisCluster``) and its registered scripts,
+the pub/sub links by name (made by redis_slots.py), the channels this process
+wants, and how connections are made: timeouts, and which commands may be
+retried (none that may have run already).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from . import redis_scripts
+from .broker import Broker, BrokerUnavailable
+from .redis_batch import MAIN, node_url
+from .redis_pubsub import PubSubLink
+
+__all__ = ["RedisClientBase"]
+
+log = logging.getLogger("roomcast.redis")
+
+_raced = [0.0, 0]  # when _client_race last logged; how many since
+
+
+def _client_race(exc: Exception) -> None:
+    """Log a redis-py cluster client failure that is not a RedisError, at most
+    every 10 s (a fault makes many at once)."""
+    now = time.monotonic()
+    _raced[1] += 1
+    if now - _raced[0] >= 10:
+        log.warning(
+            "redis cluster client failed (%s: %s; %d such since the last report): "
+            "answered unavailable",
+            type(exc).__name__, exc, _raced[1],
+        )  # fmt: skip
+        _raced[:] = [now, 0]
+
+
+class RedisClientBase(Broker):
+    """Settings, clients, naming and script calls of :class:`RedisBroker`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_size: int = 1000,
+        room_ttl: float = 3600.0,
+        presence_ttl: float = 30.0,
+        presence_refresh: float = 10.0,
+        prefix: str = "rc",
+        sharded: bool = False,
+        cluster: bool = False,
+        timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        backoff_cap: float = 2.0,
+        max_batch: int = 256,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.max_batch = max_batch  # most publishes in one pipeline (redis_batch.py)
+        self.history_size = history_size
+        self.room_ttl = max(1, int(room_ttl))
+        self.presence_ttl = presence_ttl
+        self.presence_refresh = presence_refresh
+        self.prefix = prefix
+        self.cluster = cluster
+        self.sharded = sharded or cluster
+        self.timeout = timeout
+        self.ping_interval = ping_interval
+        self.backoff_cap = backoff_cap
+        self._publish_cmd = "SPUBLISH" if self.sharded else "PUBLISH"
+        self.control_channel = f"{prefix}:{{!control}}:ch".encode()
+        """Control messages of every process on this prefix. ``!`` is in no room
+        name, so no room's channel or keys can meet it."""
+        self._node = secrets.token_urlsafe(9).encode()  # marks this broker's own
+        self._client: aioredis.Redis | aioredis.RedisCluster | None = None
+        self._links: dict[str, PubSubLink] = {}  # "main", or a cluster node's name
+        self._wanted: set[bytes] = set()  # channels this process subscribes to
+        self._scripts: dict[str, Any] = {}
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Each layer above sets up its own state here (calling ``super()`` first)."""
+
+    # -- naming ---------------------------------------------------------------------
+
+    def _keys(self, room: str, *kinds: str) -> list[str]:
+        return [f"{self.prefix}:{{{room}}}:{kind}" for kind in kinds]
+
+    def channel(self, room: str) -> bytes:
+        return f"{self.prefix}:{{{room}}}:ch".encode()
+
+    def _room_of(self, channel: bytes) -> str:
+        return channel.decode()[len(self.prefix) + 2 : -4]
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        return {
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": self.timeout,
+            "health_check_interval": 0,
+            # One immediate retry when a pooled connection turns out dead (Redis
+            # restarted): the command never reached Redis. None on timeouts: a
+            # publish that timed out may have run, and must not run twice.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        }
+
+    def _cluster_kwargs(self) -> dict[str, Any]:
+        """The cluster client's (commands other than publishes, and the slot map).
+
+        ``retry`` is the cluster-level retry, which covers timeouts too: none, as
+        a script that timed out may have run (NOTICE, MAINTAIN must not run
+        twice); a failed command answers ``unavailable`` and the next one reads
+        the slot map again first. ``reinitialize_steps=0``: a ``MOVED`` patches
+        the slot in the map instead of closing every connection every 5th time
+        (redis-py closes them under the commands still using them). Shards that
+        serve keep serving while another is down (``require_full_coverage``)."""
+        return {
+            **self._connection_kwargs(),
+            "retry": Retry(ExponentialWithJitterBackoff(cap=self.backoff_cap), 0),
+            "require_full_coverage": False,
+            "reinitialize_steps": 0,
+        }
+
+    def _publish_pool(self, node: str, on_connect: Any) -> aioredis.ConnectionPool:
+        """The publish batcher's pool to ``node`` (``main``, or a cluster node's
+        ``host:port``; redis_batch.py): this URL's credentials and options, no
+        automatic retry (a publish that timed out may have run: it must not run
+        twice; a pooled connection Redis closed is made again before use), and
+        the script loaded on every new connection."""
+        url = self.url if node == MAIN else node_url(self.url, node)
+        kwargs = self._connection_kwargs()
+        kwargs.update(retry=Retry(NoBackoff(), 0), redis_connect_func=on_connect)
+        return aioredis.ConnectionPool.from_url(url, **kwargs)
+
+    def _new_connection(self, host: str | None = None, port: int | None = None) -> Connection:
+        if host is None:
+            pool = aioredis.ConnectionPool.from_url(self.url, **self._connection_kwargs())
+            conn = pool.make_connection()  # type: ignore[no-untyped-call]
+            assert isinstance(conn, Connection)
+            return conn
+        return Connection(host=host, port=port or 6379, **self._connection_kwargs())
+
+    async def _open_client(self) -> None:
+        """Make the command client (a cluster one reads the slot map first) and
+        register the scripts (redis_scripts.py) on it."""
+        kwargs = self._connection_kwargs()
+        if self.cluster:
+            cluster = aioredis.RedisCluster.from_url(self.url, **self._cluster_kwargs())
+            try:
+                await cluster.initialize()
+            except (RedisError, OSError) as exc:
+                raise BrokerUnavailable(f"redis cluster: {exc}") from exc
+            self._client = cluster
+        else:
+            self._client = aioredis.Redis.from_url(self.url, **kwargs)
+        for name in redis_scripts.__all__:
+            self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"redis: {exc}") from exc
+        except (AttributeError, RuntimeError, TypeError) as exc:
+            if not self.cluster:
+                raise
+            # redis-py's cluster client closes every connection on CLUSTERDOWN or
+            # a slot not covered, under the commands still using them: those fail
+            # with these. Redis is away for the moment, as far as the caller knows.
+            _client_race(exc)
+            raise BrokerUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
