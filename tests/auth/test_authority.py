@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import roomcast.auth.principal as principal_module
 from roomcast.auth import Authority, InvalidCredentials, Patterns, TooManyConnections
 from roomcast.auth.limits import ConnectionLimiter
 from roomcast.auth.origins import OriginPolicy
@@ -38,6 +41,34 @@ def test_patterns_match_whole_room_names_shell_style() -> None:
     assert not patterns.matches("xchat:lobby")
     assert not Patterns([]).matches("anything")
     assert Patterns(["*"]).matches("a:b:c")
+
+
+ROOMS = ["", "a", "ab", "abc", "acb", "a.b", "a.bc", "axb", "ax", "bx", "chat:", "chat:x"]
+ROOMS += ["dm:alice", "dm:alice2", "x", "xa", "xb1", "q", "qr", "z:end", "a\nb", "*"]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*", "chat:*", "dm:alice", "a*b", "a?c", "[ab]x", "x[!a]*", "**", "*:end", "a.b*", "q?*"],
+)
+def test_patterns_match_as_fnmatch_translates_them(pattern: str) -> None:
+    regex = re.compile(fnmatch.translate(pattern))
+    patterns = Patterns([pattern])
+    for room in ROOMS:
+        assert patterns.matches(room) == (regex.fullmatch(room) is not None), room
+
+
+def test_patterns_of_new_users_keep_no_compiled_expression() -> None:
+    """Tokens carry patterns of their own user (``dm:u42:*``): names and ``prefix*``
+    patterns compile nothing, so a process that sees new users all day keeps nothing
+    per user once their connections are gone (no cache that grows with each user)."""
+    before = principal_module._compile.cache_info().currsize
+    for n in range(1000):
+        patterns = Patterns(["soak:*", f"dm:u{n}:*", f"inbox:u{n}"])
+        assert patterns.matches(f"dm:u{n}:x")
+        assert patterns.matches(f"inbox:u{n}")
+        assert not patterns.matches(f"dm:u{n + 1}:x")
+    assert principal_module._compile.cache_info().currsize == before
 
 
 async def test_auth_off_lets_anyone_read_and_publish_everywhere() -> None:

@@ -3,6 +3,12 @@
 A :class:`Principal` comes from a verified token, an API key, or nobody
 (anonymous). Room patterns are shell-style: ``chat:*`` matches every room of
 the ``chat`` namespace, ``*`` every room, ``dm:alice`` one room.
+
+Most tokens carry patterns of their own user (``dm:u42:*``), so a process sees
+new patterns as long as new users come. A plain name or a ``prefix*`` is
+matched with string operations and compiles nothing; only the other patterns
+(``?``, ``[...]``, ``*`` inside) become a regular expression, kept in a cache of
+:data:`MAX_COMPILED` sets (and in :mod:`re`'s own, of 512 expressions).
 """
 
 from __future__ import annotations
@@ -16,17 +22,38 @@ from dataclasses import dataclass
 __all__ = ["Patterns", "PatternsLike", "Principal", "as_patterns"]
 
 
-class Patterns:
-    """A set of room patterns, compiled once into one regular expression."""
+MAX_COMPILED = 4096
+"""Sets of glob patterns (other than names and ``prefix*``) kept compiled."""
 
-    __slots__ = ("_regex", "sources")
+_GLOB = frozenset("*?[")
+
+
+class Patterns:
+    """A set of room patterns: names, ``prefix*`` patterns, and the rest compiled
+    into one regular expression."""
+
+    __slots__ = ("_names", "_prefixes", "_regex", "sources")
 
     def __init__(self, sources: Iterable[str]) -> None:
         self.sources = tuple(dict.fromkeys(sources))
-        self._regex = _compile(self.sources)
+        names, prefixes, globs = [], [], []
+        for pattern in self.sources:
+            if _GLOB.isdisjoint(pattern):
+                names.append(pattern)
+            elif pattern.endswith("*") and _GLOB.isdisjoint(pattern[:-1]):
+                prefixes.append(pattern[:-1])
+            else:
+                globs.append(pattern)
+        self._names = frozenset(names)
+        self._prefixes = tuple(prefixes)
+        self._regex = _compile(tuple(globs))
 
     def matches(self, room: str) -> bool:
-        return self._regex is not None and self._regex.fullmatch(room) is not None
+        return (
+            room in self._names
+            or room.startswith(self._prefixes)
+            or (self._regex is not None and self._regex.fullmatch(room) is not None)
+        )
 
     def __bool__(self) -> bool:
         return bool(self.sources)
@@ -41,7 +68,7 @@ class Patterns:
         return f"Patterns({list(self.sources)!r})"
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=MAX_COMPILED)
 def _compile(sources: tuple[str, ...]) -> re.Pattern[str] | None:
     if not sources:
         return None
