@@ -24,6 +24,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -334,6 +335,25 @@ class Drill:
                     f"{w.room}@{w.server} watcher: signals {w.signals[:3]} closes {w.closes}"
                 )
         return "\n".join(lines)
+
+    def checks(self, **specific: list[str]) -> dict[str, list[str]]:
+        """What every drill checks, with the drill's own checks (name -> problems)
+        first."""
+        return {
+            **specific,
+            "every publish answered within redis_timeout + slack": self.unanswered(),
+            "failures are `unavailable`": self.bad_codes(),
+            "acknowledged = received once, or a signalled gap": self.accounting(),
+            "no log line more than 20 times a second": self.log_storms(),
+            "no traceback in the logs": self.tracebacks(),
+            "every subscribe answered ok": self.refused_subscribes(),
+        }
+
+    def verdict(self, problems: dict[str, list[str]], folder: Path) -> None:
+        """Write the report to ``folder``/report.txt; fail with it if a check failed."""
+        report = self.report(problems)
+        (folder / "report.txt").write_text(report)
+        assert not any(problems.values()), report
 
     def report(self, problems: dict[str, list[str]]) -> str:
         failed = {k: v for k, v in problems.items() if v}
