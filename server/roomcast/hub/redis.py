@@ -172,7 +172,7 @@ class RedisBroker(RedisSlotsBase):
         # live_position always means "everything up to here was delivered".
         last = self._delivered.get(room)
         if last is None or last.epoch != baseline.epoch or last.offset < baseline.offset:
-            self._delivered[room] = baseline
+            self._moved_gate(room, baseline)
         if channel not in link.wanted:  # its slot moved on while the baseline was read
             self._evicted(channel, None)
 
@@ -187,26 +187,11 @@ class RedisBroker(RedisSlotsBase):
                 link.unsubscribe(channel)
         self._moved_to.pop(channel, None)
         self._delivered.pop(room, None)
+        self._delivered_ts.pop(room, None)
         self._held.pop(room, None)
 
-    def _events(self, room: str, epoch: str, entries: list[Any]) -> list[Event]:
-        events = []
-        for entry_id, fields in entries:
-            offset = int(entry_id.split(b"-", 1)[0])
-            ts, sender, data = decode_payload(fields[1])
-            events.append(Event(room, epoch, offset, data, sender, ts))
-        return events
-
     async def recover(self, room: str, since: Position | None) -> Recovery:
-        keys = self._keys(room, "meta", "log")
-        args = [new_epoch(), self.room_ttl, "" if since is None else since.epoch]
-        args.append(0 if since is None else since.offset)
-        epoch_b, offset, recovered, entries = await self._call("RECOVER", keys, args)
-        epoch = epoch_b.decode()
-        position = Position(epoch, int(offset))
-        if since is None or not recovered:
-            return Recovery(position)
-        return Recovery(position, self._events(room, epoch, entries), True)
+        return await self._recover(room, since)
 
     async def history(self, room: str, *, limit: int, before: int | None) -> HistoryPage:
         keys = self._keys(room, "meta", "log")

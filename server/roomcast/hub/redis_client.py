@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from . import redis_scripts
 from .broker import Broker, BrokerUnavailable
@@ -119,6 +120,10 @@ class RedisClientBase(Broker):
             # restarted): the command never reached Redis. None on timeouts: a
             # publish that timed out may have run, and must not run twice.
             "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            # redis-py 8 speaks RESP3 and, with maintenance notifications on (its
+            # default then), hands out pooled connections without checking that
+            # Redis did not close them: a restart would cost the next publish.
+            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         }
 
     def _cluster_kwargs(self) -> dict[str, Any]:

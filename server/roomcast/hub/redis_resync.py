@@ -22,10 +22,11 @@ import logging
 from typing import Any
 
 from ..protocol.events import Event, Notice, Position
-from .broker import BrokerUnavailable
+from .broker import BrokerUnavailable, Recovery
+from .memory import new_epoch
 from .redis_client import RedisClientBase
 from .redis_pubsub import PubSubLink
-from .redis_wire import MalformedMessage, decode_control, decode_live
+from .redis_wire import MalformedMessage, decode_control, decode_live, decode_payload
 from .stats import STATS
 
 __all__ = ["RedisResyncBase"]
@@ -39,6 +40,9 @@ class RedisResyncBase(RedisClientBase):
     def _init_state(self) -> None:
         super()._init_state()
         self._delivered: dict[str, Position] = {}  # last position delivered, per room
+        # the time of the event at _delivered[room], when it was an event delivered
+        # here (not a subscribe's baseline or a reset): the resync's continuity check
+        self._delivered_ts: dict[str, float] = {}
         self._held: dict[str, list[Event | Notice]] = {}  # rooms being resynced
 
     def _on_message(self, channel: bytes, message: bytes) -> None:
@@ -87,6 +91,13 @@ class RedisResyncBase(RedisClientBase):
             log.exception("delivering %s offset %s:%d failed", room, item.epoch, item.offset)
             self._reset(room, item.position)
         self._delivered[room] = item.position
+        self._delivered_ts[room] = item.ts
+
+    def _moved_gate(self, room: str, position: Position) -> None:
+        """The gate moves to ``position`` without an event delivered there (a
+        baseline, a reset): nothing to check continuity against."""
+        self._delivered[room] = position
+        self._delivered_ts.pop(room, None)
 
     def _notify(self, notice: Notice) -> None:
         try:
@@ -142,7 +153,7 @@ class RedisResyncBase(RedisClientBase):
         )  # fmt: skip
         STATS.resyncs_abandoned += 1
         self._reset(room, newest)
-        self._delivered[room] = newest
+        self._moved_gate(room, newest)
 
     async def _resync_link(self, name: str) -> None:
         link = self._links[name]
@@ -177,20 +188,56 @@ class RedisResyncBase(RedisClientBase):
         while True:
             if not current():
                 return  # unsubscribed, or a newer connection: its resync releases the hold
+            since = self._delivered.get(room)
             try:
-                recovery = await self.recover(room, self._delivered.get(room))
+                recovery = await self._recover(
+                    room, since, resync=True, ts=self._delivered_ts.get(room)
+                )
                 break
             except BrokerUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_cap)
         if not current():
             return
+        held = self._held.pop(room, [])
         if recovery.recovered:
             for event in recovery.events:
                 self._pass(event)
         else:
             log.warning("room %s lost its history; subscribers are told to reload", room)
             self._reset(room, recovery.position)
-            self._delivered[room] = recovery.position
-        for item in self._held.pop(room, []):
+            self._moved_gate(room, recovery.position)
+            if since is not None and since.epoch != recovery.position.epoch:
+                # what was held of the old epoch is covered by the reset: passed
+                # on, the gate would take it for yet another epoch change
+                held = [i for i in held if not isinstance(i, Event) or i.epoch != since.epoch]
+        for item in held:
             self._pass(item)
+
+    async def _recover(
+        self, room: str, since: Position | None, *, resync: bool = False, ts: float | None = None
+    ) -> Recovery:
+        """The room's position and, when ``since`` is in its epoch and its stream
+        still has the events after it, those events (the RECOVER script). With
+        ``resync`` (this process's own last delivered position, never a client's)
+        the script also checks that the room's positions did not go backwards
+        since (``ts``: the time of the event delivered at ``since``) and gives
+        the room a new epoch if they did (redis_scripts.RECOVER)."""
+        keys = self._keys(room, "meta", "log")
+        args: list[Any] = [new_epoch(), self.room_ttl, "" if since is None else since.epoch]
+        args.append(0 if since is None else since.offset)
+        args += ["1" if resync else "", b"" if ts is None else b"%r" % ts]
+        epoch_b, offset, recovered, entries = await self._call("RECOVER", keys, args)
+        epoch = epoch_b.decode()
+        position = Position(epoch, int(offset))
+        if since is None or not recovered:
+            return Recovery(position)
+        return Recovery(position, self._events(room, epoch, entries), True)
+
+    def _events(self, room: str, epoch: str, entries: list[Any]) -> list[Event]:
+        events = []
+        for entry_id, fields in entries:
+            offset = int(entry_id.split(b"-", 1)[0])
+            ts, sender, data = decode_payload(fields[1])
+            events.append(Event(room, epoch, offset, data, sender, ts))
+        return events

@@ -65,7 +65,21 @@ return redis.call(ARGV[1], ARGV[2], ARGV[3])
 """
 
 # KEYS: meta, log. ARGV: candidate epoch, room ttl, since epoch ('' for none),
-# since offset. Returns {epoch, offset, recovered (0/1), entries}.
+# since offset, then for a process's own resync (else ''): '1', and the time
+# (``%r`` of the event's ts, or '') of the event at ``since`` as that process
+# delivered it. Returns {epoch, offset, recovered (0/1), entries}.
+#
+# The continuity check, for a resync only: the room's positions went backwards
+# when this copy of the room is behind what the process delivered (``since``
+# past the last offset: a failover to a replica that had not received the
+# latest publishes, or a restore from an older snapshot), or when the entry at
+# ``since`` is another event than the one delivered there (the same, after new
+# publishes reused those offsets). Then the room gets a new epoch (the
+# candidate) and keeps its stream and offsets: every position given out before
+# is void, so each subscriber, live or resuming, gets a reset instead of a
+# silent gap. A client's resume never changes the epoch (a made-up ``since``
+# must not reset a room for everyone): its ``since`` past the end is answered
+# not recovered.
 RECOVER = (
     _ENSURE_EPOCH
     + """
@@ -73,7 +87,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
 if ARGV[3] ~= epoch then return {epoch, offset, 0, {}} end
 local since = tonumber(ARGV[4])
-if since > offset then return {epoch, offset, 0, {}} end
+local broken = since > offset
+if not broken and ARGV[6] ~= '' and since >= 1 then
+  local at = redis.call('XRANGE', KEYS[2], since .. '-0', since .. '-0')
+  if #at == 1 and string.sub(at[1][2][2], 1, #ARGV[6] + 1) ~= ARGV[6] .. ' ' then
+    broken = true
+  end
+end
+if broken then
+  if ARGV[5] == '1' then
+    epoch = ARGV[1]
+    redis.call('HSET', KEYS[1], 'e', epoch)
+  end
+  return {epoch, offset, 0, {}}
+end
 if since == offset then return {epoch, offset, 1, {}} end
 local first = (since + 1) .. '-0'
 local entries = redis.call('XRANGE', KEYS[2], first, '+')
