@@ -80,6 +80,7 @@ class Sent:
     answered: float | None = None
     ok: bool | None = None
     code: str | None = None
+    message: str | None = None
     epoch: str | None = None
     offset: int | None = None
 
@@ -95,6 +96,7 @@ class Sent:
             self.epoch, self.offset = reply["result"]["epoch"], reply["result"]["offset"]
         else:
             self.code = reply.get("error", {}).get("code", "?")
+            self.message = reply.get("error", {}).get("message")
 
     @property
     def position(self) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,12 +29,12 @@ from pathlib import Path
 
 import httpx
 
-from roomcast.testing import RedisCluster
+from roomcast.testing import RedisCluster, RedisServer
 
 from ..conftest import ServerProcess
 from .clients import DEADLINE, REDIS_TIMEOUT, Publisher, Sent, Watcher
 from .logs import LOG_LINE_LIMIT, log_storms, parse_log
-from .topology import PREFIX, cluster_ok, rooms_per_shard
+from .topology import PREFIX, cluster_ok, replica_synced, rooms_per_shard, serves_slots
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -58,13 +59,14 @@ class Drill:
     def __init__(self, cluster: RedisCluster, servers: dict[str, ServerProcess]) -> None:
         self.cluster = cluster
         self.servers = servers
-        self.rooms: dict[int, list[str]] = {}  # master port -> rooms
+        self.rooms: dict[int, list[str]] = {}  # master port -> rooms (now: see promoted)
+        self.promoted: dict[int, int] = {}  # port of a failed master -> its replica's
         self.publishers: list[Publisher] = []
         self.watchers: list[Watcher] = []
         self.marks: dict[str, float] = {}
         self.readyz: list[tuple[float, str, int, str]] = []  # t, server, status, body
         self.states: list[tuple[float, bool]] = []  # t, every live node says ok
-        self.down: set[int] = set()  # indexes of nodes the drill killed
+        self.down: set[int] = set()  # ports of nodes the drill killed
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -98,24 +100,66 @@ class Drill:
         self.marks[name] = time.monotonic()
 
     def rooms_on(self, node: int) -> list[str]:
-        return self.rooms[self.cluster.nodes[node].port]
+        """The rooms of the slots master ``node`` (index in ``cluster.nodes``)
+        served at the start, wherever they are served now."""
+        port = self.cluster.nodes[node].port
+        while port not in self.rooms:
+            port = self.promoted[port]
+        return self.rooms[port]
+
+    def live_nodes(self) -> list[RedisServer]:
+        return [n for n in self.cluster.all_nodes if n.port not in self.down]
 
     def kill(self, node: int) -> None:
         self.mark("kill")
-        self.down.add(node)
+        self.down.add(self.cluster.nodes[node].port)
         self.cluster.nodes[node].stop()
 
     async def restart(self, node: int) -> None:
         """Start the node again on its port with its nodes.conf (its data is gone)."""
         self.mark("restart")
         await asyncio.to_thread(self.cluster.nodes[node].start)
-        self.down.discard(node)
+        self.down.discard(self.cluster.nodes[node].port)
 
     async def wait_cluster_ok(self, timeout: float = 20) -> None:
         async with asyncio.timeout(timeout):
-            while not await cluster_ok(self.cluster.nodes):
+            while not await cluster_ok(self.live_nodes()):
                 await asyncio.sleep(0.1)
         self.mark("cluster_ok")
+
+    async def wait_promoted(self, node: int, timeout: float = 20) -> list[str]:
+        """Wait until the replica of the killed master ``node`` serves its slots
+        and every live node reports ``cluster_state:ok``; its rooms are on the
+        replica's port from then on (mark ``promoted``). The problems: none, or
+        that it did not happen within ``timeout`` seconds."""
+        old, replica = self.cluster.nodes[node], self.cluster.replica_nodes[node]
+        try:
+            async with asyncio.timeout(timeout):
+                while not (await serves_slots(replica) and await cluster_ok(self.live_nodes())):
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            return [f"replica {replica.port} of {old.port} not promoted within {timeout:g} s"]
+        self.mark("promoted")
+        self.rooms[replica.port] = self.rooms.pop(old.port)
+        self.promoted[old.port] = replica.port
+        return []
+
+    async def wait_rejoined(self, node: int, timeout: float = 20) -> list[str]:
+        """Wait until node ``node``, started again after its replica took over,
+        is a replica with its link up and every node reports ``cluster_state:ok``
+        (mark ``rejoined``). The problems: none, or that it did not happen."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not (
+                    await replica_synced(self.cluster.nodes[node])
+                    and await cluster_ok(self.live_nodes())
+                ):
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            port = self.cluster.nodes[node].port
+            return [f"{port} not a synced replica within {timeout:g} s of its restart"]
+        self.mark("rejoined")
+        return []
 
     async def _monitor(self) -> None:
         async with httpx.AsyncClient(timeout=2) as http:
@@ -133,8 +177,7 @@ class Drill:
         """What the live masters say of the cluster, every 0.1 s, on its own task (a
         slow /readyz must not leave gaps here)."""
         while True:
-            live = [n for i, n in enumerate(self.cluster.nodes) if i not in self.down]
-            self.states.append((time.monotonic(), await cluster_ok(live)))
+            self.states.append((time.monotonic(), await cluster_ok(self.live_nodes())))
             await asyncio.sleep(0.1)
 
     async def finish(self) -> None:
@@ -208,7 +251,10 @@ class Drill:
     def live_shard_failures(self, dead: int) -> list[str]:
         """Rooms on live shards fail no publish while the live masters report
         ``cluster_state:ok`` (with full coverage required, Redis itself refuses
-        every slot once the dead master is flagged FAIL: that is excused)."""
+        every slot once the dead master is flagged FAIL: that is excused, whether
+        the monitor saw the cluster failed then or Redis's answer says so,
+        ``CLUSTERDOWN``, "the cluster is down": a loaded machine may sample too
+        slowly to see a short failure)."""
         out = []
         dead_rooms = set(self.rooms_on(dead))
         for p in self.publishers:
@@ -218,13 +264,14 @@ class Drill:
                 s
                 for s in p.sent
                 if (s.ok is not True or s.late)
+                and "cluster is down" not in (s.message or "")
                 and not self._cluster_failed_during(s.sent, s.answered or s.sent + DEADLINE)
             ]
             if failed:
                 out.append(
                     f"{p.room}@{p.server} (live shard): {len(failed)} publishes failed or "
                     f"unanswered while the cluster served, first at {self.t(failed[0].sent)} "
-                    f"({failed[0].code or 'no answer'})"
+                    f"({failed[0].code or 'no answer'}: {failed[0].message})"
                 )
         return out
 
@@ -251,18 +298,26 @@ class Drill:
                 out.append(f"{w.room}@{w.server}: none of {len(acked)} acknowledged received")
         return out
 
+    def substituted(self, w: Watcher) -> list[Sent]:
+        """The acknowledged publishes of ``w``'s room whose position ``w`` received
+        with another event's data: the position was given out twice (offsets
+        reused by a promoted replica that lacked the first event). Such a publish
+        was not received; like any other, it must be covered by a signal."""
+        data = {(e, o): d for e, o, d in w.messages}
+        return [s for s in self.acked(w.room) if data.get(s.position, s.n) != s.n]
+
     def accounting(self) -> list[str]:
         """Each acknowledged publish received by every subscriber of its room
         exactly once with its data, or covered by a signalled gap (``reset``, a
-        resume not recovered)."""
+        resume not recovered). A position received with another event's data
+        (:meth:`substituted`) is not its publish received: it too needs a signal."""
         out = []
         for w in self.watchers:
             got = Counter((e, o) for e, o, _ in w.messages)
-            data = {(e, o): d for e, o, d in w.messages}
             acked = self.acked(w.room)
             lost = [s for s in acked if not got[s.position] and not w.covered(s.position)]
             twice = [key for key, n in got.items() if n > 1]
-            wrong = [s for s in acked if got[s.position] and data[s.position] != s.n]
+            wrong = [s for s in self.substituted(w) if not w.covered(s.position)]
             if lost:
                 out.append(
                     f"{w.room}@{w.server}: {len(lost)} of {len(acked)} acknowledged publishes "
@@ -272,7 +327,11 @@ class Drill:
             if twice:
                 out.append(f"{w.room}@{w.server}: {len(twice)} positions received more than once")
             if wrong:
-                out.append(f"{w.room}@{w.server}: {len(wrong)} positions received with other data")
+                out.append(
+                    f"{w.room}@{w.server}: {len(wrong)} positions received with another "
+                    f"event's data and no signal (first sent {self.t(wrong[0].sent)}, "
+                    f"{wrong[0].epoch}:{wrong[0].offset}); signals: {w.signals[:3]}"
+                )
         return out
 
     def refused_subscribes(self) -> list[str]:
@@ -319,8 +378,7 @@ class Drill:
             lines.append(f"readyz {name}: {text}")
         bodies = {body for _, _, status, body in self.readyz if status != 200}
         lines += [f"  non-200 body: {body[:200]}" for body in list(bodies)[:2]]
-        order = ("start", "kill", "migrate", "migrated", "restart", "cluster_ok", "flowing", "stop")
-        phases = [k for k in order if k in self.marks]
+        phases = sorted(self.marks, key=self.marks.__getitem__)
         for p in self.publishers:
             rates = []
             for a, b in itertools.pairwise(phases):
@@ -329,11 +387,21 @@ class Drill:
                 rates.append(f"{a}..{b} {acks / span:.0f}/s")
             errors = Counter(s.code or "none" for s in p.sent if not s.ok)
             lines.append(f"{p.room}@{p.server}: {', '.join(rates)}; failures {dict(errors)}")
+        why = Counter(
+            re.sub(r"\d+", "#", s.message or "no answer")[:100]
+            for p in self.publishers
+            for s in p.sent
+            if not s.ok
+        )
+        if why:
+            lines.append("failures by message (digits as #):")
+            lines += [f"  {n} x {message}" for message, n in why.most_common(6)]
         for w in self.watchers:
             if w.signals or w.closes:
-                lines.append(
-                    f"{w.room}@{w.server} watcher: signals {w.signals[:3]} closes {w.closes}"
-                )
+                line = f"{w.room}@{w.server} watcher: signals {w.signals[:3]} closes {w.closes}"
+                if reused := len(self.substituted(w)):
+                    line += f"; {reused} positions received with another event's data"
+                lines.append(line)
         return "\n".join(lines)
 
     def checks(self, **specific: list[str]) -> dict[str, list[str]]:

@@ -1,5 +1,6 @@
-"""Fault drills on a real three-master Redis Cluster (issue 16), with two roomcast
-processes, a publisher and a subscriber per room and rooms on every shard.
+"""Fault drills on a real three-master Redis Cluster (issue 16; the failover drills
+with a replica per master), with two roomcast processes, a publisher and a
+subscriber per room and rooms on every shard.
 
 They are the acceptance of issue 16 and fail until it is done: run them with
 ``pytest -m cluster tests/cluster``. Each drill checks everything it promises and
@@ -21,7 +22,15 @@ from ..conftest import require
 from .clients import Watcher
 from .drill import SETTINGS, Drill, ServerFactory
 from .logs import log_storms
-from .topology import PREFIX, admin, migrate_slot, rooms_per_shard, start_cluster
+from .topology import (
+    PREFIX,
+    admin,
+    cut_replication,
+    migrate_slot,
+    repl_offset,
+    rooms_per_shard,
+    start_cluster,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -36,10 +45,13 @@ def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
     require(redis_available(), "redis-server (apt-get install redis-server)")
     started: list[RedisCluster] = []
 
-    def factory(*, full_coverage: bool = True) -> RedisCluster:
+    def factory(*, full_coverage: bool = True, replicas: int = 0) -> RedisCluster:
         folder = tmp_path / f"cluster{len(started)}"
         cluster = start_cluster(
-            folder, node_timeout_ms=NODE_TIMEOUT_MS, full_coverage=full_coverage
+            folder,
+            node_timeout_ms=NODE_TIMEOUT_MS,
+            full_coverage=full_coverage,
+            replicas=replicas,
         )
         started.append(cluster)
         return cluster
@@ -113,6 +125,98 @@ async def test_without_full_coverage_live_shards_serve_and_readyz_stays_200(
             "live shards never fail": drill.live_shard_failures(dead),
             f"/readyz 200 naming 127.0.0.1:{dead_port} while it is down": degraded,
             "every room flows after the node returns": drill.not_flowing("flowing"),
+        })  # fmt: skip
+    finally:
+        await drill.close()
+    drill.verdict(problems, tmp_path)
+
+
+FOLLOW = 3.0
+"""Seconds after a replica's promotion by which roomcast must have followed it."""
+
+
+async def test_a_killed_master_with_a_replica_fails_over_and_roomcast_follows(
+    cluster_factory: ClusterFactory, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A replica per master (Redis defaults otherwise): SIGKILL a master mid-stream;
+    its replica is promoted; from ``FOLLOW`` seconds after that every room flows
+    on both processes, the dead master's rooms on the promoted replica. Rooms of
+    the other masters fail only while Redis itself reports the cluster down;
+    every publish is answered; each acknowledged message is received once or
+    covered by a signal (docs/redis.md, "The guarantee, exactly", point 3: what
+    the old master acknowledged and did not replicate may be lost, never
+    silently). Then the old master starts again (empty), rejoins as a replica of
+    the promoted one, and nothing stops flowing."""
+    cluster = cluster_factory(replicas=1)
+    drill = await Drill.start(cluster, server_factory)
+    dead = 1
+    try:
+        await asyncio.sleep(2)
+        drill.kill(dead)
+        promoted = await drill.wait_promoted(dead)
+        await asyncio.sleep(FOLLOW)
+        drill.mark("flowing")
+        await asyncio.sleep(2)
+        await drill.restart(dead)
+        rejoined = await drill.wait_rejoined(dead)
+        await asyncio.sleep(3)
+        await drill.finish()
+        problems = drill.checks(**{
+            "the replica is promoted": promoted,
+            "the old master rejoins as a replica": rejoined,
+            "live shards serve while the cluster does": drill.live_shard_failures(dead),
+            f"every room flows from {FOLLOW:g} s after the promotion on, through the "
+            "old master's return": drill.not_flowing("flowing"),
+            "every subscriber receives after the old master rejoined": (
+                drill.received_after("rejoined") if "rejoined" in drill.marks else []
+            ),
+        })  # fmt: skip
+    finally:
+        await drill.close()
+    drill.verdict(problems, tmp_path)
+
+
+async def test_a_replica_that_fell_behind_is_promoted_and_what_it_lacked_is_signalled(
+    cluster_factory: ClusterFactory, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """The failover loss window, made certain: a master's replica is cut off
+    0.5 s before the master is SIGKILLed, so the master acknowledges publishes
+    (and subscribers receive them) that the replica never gets. Promoted, the
+    replica's copy of those rooms is behind what subscribers received, and it
+    gives the lost offsets to new publishes. Every acknowledged message is
+    received once or covered by a signal (a ``reset`` into a new epoch:
+    docs/redis.md, "Positions that go backwards"); every room flows again
+    ``FOLLOW`` seconds after the promotion."""
+    cluster = cluster_factory(replicas=1)
+    drill = await Drill.start(cluster, server_factory)
+    dead = 1
+    try:
+        await asyncio.sleep(2)
+        master = await cut_replication(cluster.nodes[dead])
+        drill.mark("cut")
+        await asyncio.sleep(0.5)
+        async with master, admin(cluster.replica_nodes[dead]) as replica:
+            behind = await repl_offset(replica) < await repl_offset(master)
+        drill.kill(dead)
+        promoted = await drill.wait_promoted(dead)
+        await asyncio.sleep(FOLLOW)
+        drill.mark("flowing")
+        await asyncio.sleep(3)
+        await drill.finish()
+        lacked = [
+            s
+            for room in drill.rooms_on(dead)
+            for s in drill.acked(room)
+            if drill.marks["cut"] <= s.sent < drill.marks["kill"]
+        ]
+        window = [] if behind and lacked else [f"behind: {behind}, acknowledged: {len(lacked)}"]
+        problems = drill.checks(**{
+            "the replica lacked publishes its master acknowledged": window,
+            "the replica is promoted": promoted,
+            "live shards serve while the cluster does": drill.live_shard_failures(dead),
+            f"every room flows from {FOLLOW:g} s after the promotion on": drill.not_flowing(
+                "flowing"
+            ),
         })  # fmt: skip
     finally:
         await drill.close()

@@ -1,4 +1,5 @@
-"""A real ``redis-server`` (or a three-node Redis Cluster) on free loopback ports.
+"""A real ``redis-server`` (or a three-master Redis Cluster, with or without a
+replica per master) on free loopback ports.
 
 Needs the ``redis-server`` and ``redis-cli`` binaries on ``PATH`` (Debian:
 ``apt-get install redis-server``; Redis 7). Nothing is downloaded or installed
@@ -68,18 +69,8 @@ class RedisServer:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.folder),
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,6 +80,17 @@ class RedisServer:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def _command(self) -> list[str]:
+        return [
+            "redis-server",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.folder),
+            *self.extra,
+        ]  # fmt: skip
 
     def stop(self) -> None:
         """Kill the server (no shutdown save: nothing is persisted anyway)."""
@@ -129,25 +131,55 @@ def free_cluster_port() -> int:
 
 
 class RedisCluster:
-    """Three ``redis-server --cluster-enabled yes`` nodes joined by
-    ``redis-cli --cluster create`` (no replicas), each in a folder under ``folder``.
+    """Three masters (``redis-server --cluster-enabled yes``) joined by
+    ``redis-cli --cluster create``, each node in a folder under ``folder``;
+    with ``replicas=1``, six nodes and ``--cluster-replicas 1``: one replica per
+    master.
 
-    :meth:`start` returns once every node reports ``cluster_state:ok``; the
-    caller must call :meth:`stop` (or use ``with``). For roomcast:
+    :attr:`nodes` are the three masters as created, in order (index ``i`` is
+    the same node for the cluster's whole life, whatever its role becomes);
+    :attr:`replica_nodes` the replicas, ``replica_nodes[i]`` replicating
+    ``nodes[i]`` (empty without replicas); :attr:`all_nodes` both. Roles change
+    after a failover: kill a master (:meth:`RedisServer.stop`) and, after
+    ``--cluster-node-timeout`` (5000 ms here; lower it in each node's
+    ``extra`` before :meth:`start`), its replica is promoted; started again,
+    the old master comes back as a replica of the promoted one.
+    :meth:`masters` and :meth:`role` tell who is what now.
+
+    :meth:`start` returns once every node reports ``cluster_state:ok`` and
+    every replica its link to its master up; the caller must call :meth:`stop`
+    (or use ``with``). For roomcast:
     ``Settings(redis_url=cluster.url, redis_cluster=True)``.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.nodes = [
+    def __init__(self, folder: Path, *, replicas: int = 0) -> None:
+        if replicas not in (0, 1):
+            raise ValueError(f"replicas must be 0 or 1, not {replicas!r}")
+        ports: list[int] = []
+        while len(ports) < 3 * (1 + replicas):
+            port = free_cluster_port()
+            if port not in ports and port + 10000 not in ports and port - 10000 not in ports:
+                ports.append(port)
+        servers = [
             RedisServer(
                 folder / f"node{i}",
                 port,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / f"node{i}" / "nodes.conf"),
                 "--cluster-node-timeout", "5000",
+                "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
             )
-            for i, port in enumerate(free_cluster_port() for _ in range(3))
+            for i, port in enumerate(ports)
         ]  # fmt: skip
+        self.nodes = servers[:3]
+        """The masters as created (their roles may change after a failover)."""
+        self.replica_nodes = servers[3:]
+        """The replicas as created, ``replica_nodes[i]`` of ``nodes[i]``."""
+
+    @property
+    def all_nodes(self) -> list[RedisServer]:
+        """:attr:`nodes`, then :attr:`replica_nodes`."""
+        return [*self.nodes, *self.replica_nodes]
 
     @property
     def url(self) -> str:
@@ -157,19 +189,20 @@ class RedisCluster:
     def start(self) -> RedisCluster:
         """Start the nodes, create the cluster, wait until it is ready (at most 20 s)."""
         try:
-            for node in self.nodes:
+            for node in self.all_nodes:
                 node.start()
-            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            addresses = [f"127.0.0.1:{node.port}" for node in self.all_nodes]
             subprocess.run(
                 ["redis-cli", "--cluster", "create", *addresses,
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", "1" if self.replica_nodes else "0", "--cluster-yes"],
                 check=True,
                 capture_output=True,
                 timeout=30,
             )  # fmt: skip
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                if all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.nodes):
+                if self._ready():
+                    self._pair_replicas()
                     return self
                 time.sleep(0.1)
             raise RuntimeError("redis cluster did not become ready")
@@ -177,25 +210,81 @@ class RedisCluster:
             self.stop()
             raise
 
+    def _ready(self) -> bool:
+        if not all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.all_nodes):
+            return False
+        return all(
+            "master_link_status:up" in n.cli("INFO", "replication") for n in self.replica_nodes
+        )
+
+    def _pair_replicas(self) -> None:
+        """Order :attr:`replica_nodes` as their masters in :attr:`nodes`
+        (``redis-cli`` takes the first three as masters but may pair the
+        replicas with them in any order)."""
+        if not self.replica_nodes:
+            return
+        ids = {self._myself(n).split()[0]: n for n in self.nodes}
+        paired: dict[int, RedisServer] = {}
+        for replica in self.replica_nodes:
+            fields = self._myself(replica).split()
+            master = ids.get(fields[3]) if len(fields) > 3 else None
+            if master is None or "slave" not in fields[2]:
+                raise RuntimeError(f"node {replica.port} does not replicate one of the masters")
+            paired[self.nodes.index(master)] = replica
+        if len(paired) != len(self.nodes):
+            raise RuntimeError("redis-cli did not give each master one replica")
+        self.replica_nodes = [paired[i] for i in range(len(self.nodes))]
+
     def stop(self) -> None:
         """Kill every node."""
-        for node in self.nodes:
+        for node in self.all_nodes:
             node.stop()
 
+    def role(self, node: RedisServer) -> str:
+        """``"master"`` or ``"slave"`` as ``node`` says (``ROLE``); ``""`` when it
+        does not answer."""
+        return node.cli("ROLE").split("\n", 1)[0].strip()
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters serving slots now, as each says of
+        itself (``CLUSTER NODES``): after a failover the promoted replica, not the
+        dead master. (An old master started again may claim its old slots for a
+        moment, until the others tell it of the failover and it turns replica.)"""
+        out = []
+        for node in self.all_nodes:
+            if node.process is None:
+                continue
+            fields = self._myself(node).split()
+            if len(fields) > 8 and "master" in fields[2]:
+                out.append(node)
+        return out
+
     def node_of(self, key: str) -> int:
-        """Index in :attr:`nodes` of the node that owns ``key``'s slot."""
-        slot = int(self.nodes[0].cli("CLUSTER", "KEYSLOT", key))
-        for i, node in enumerate(self.nodes):
+        """Index in :attr:`nodes` of the node that owns ``key``'s slot (for
+        clusters whose masters are still the ones created; else :meth:`owner_of`)."""
+        owner = self.owner_of(key)
+        if owner not in self.nodes:
+            raise RuntimeError(f"the slot of {key!r} is served by replica {owner.port} now")
+        return self.nodes.index(owner)
+
+    def owner_of(self, key: str) -> RedisServer:
+        """The running node that serves ``key``'s slot now."""
+        live = [node for node in self.all_nodes if node.process is not None]
+        slot = int(live[0].cli("CLUSTER", "KEYSLOT", key))
+        for node in live:
             if self._owns(node, slot):
-                return i
+                return node
         raise RuntimeError(f"no node owns slot {slot}")
 
     @staticmethod
-    def _owns(node: RedisServer, slot: int) -> bool:
-        myself = next(
-            line for line in node.cli("CLUSTER", "NODES").splitlines() if "myself" in line
-        )
-        for part in myself.split()[8:]:
+    def _myself(node: RedisServer) -> str:
+        """``node``'s own line of ``CLUSTER NODES`` (empty when it does not answer)."""
+        lines = node.cli("CLUSTER", "NODES").splitlines()
+        return next((line for line in lines if "myself" in line), "")
+
+    @classmethod
+    def _owns(cls, node: RedisServer, slot: int) -> bool:
+        for part in cls._myself(node).split()[8:]:
             low, _, high = part.partition("-")
             if low.isdigit() and int(low) <= slot <= int(high or low):
                 return True
