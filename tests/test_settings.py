@@ -20,6 +20,7 @@ SECRET_SETTINGS: dict[str, Any] = {
     "redis_url": f"redis://app:{PASSWORD}@127.0.0.1:6379/0",
     "database_url": f"postgresql+asyncpg://app:{PASSWORD}@127.0.0.1:5432/roomcast",
     "jwt_jwks_url": f"https://keys.example/jwks.json?key={PASSWORD}",
+    "redis_sentinel_password": PASSWORD,
 }
 
 
@@ -60,3 +61,45 @@ def test_an_error_about_a_secret_setting_names_it_and_never_echoes_it(
     assert setting in str(refused.value)
     assert_no_part_of_the_secret(str(refused.value))
     assert_no_part_of_the_secret(repr(refused.value))
+
+
+def test_sentinels_come_from_the_environment_as_addresses_and_need_no_redis_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROOMCAST_REDIS_SENTINELS", "10.0.0.1:26379, [fd00::2]:26380")
+    monkeypatch.setenv("ROOMCAST_REDIS_SENTINEL_SERVICE", "cache")
+    settings = Settings()
+    assert settings.sentinel_addresses() == [("10.0.0.1", 26379), ("fd00::2", 26380)]
+    assert settings.redis_sentinel_service == "cache"
+    assert settings.redis_url is not None  # the Redis broker, reached through the sentinels
+    assert settings.redis_url.get_secret_value() == "redis://"
+    kept = Settings(redis_url=f"rediss://app:{PASSWORD}@ignored:1/2")
+    assert kept.redis_url is not None
+    assert kept.redis_url.get_secret_value() == f"rediss://app:{PASSWORD}@ignored:1/2"
+
+
+@pytest.mark.parametrize(
+    ("values", "setting", "says"),
+    [
+        (
+            {"redis_sentinels": "10.0.0.1"},
+            "ROOMCAST_REDIS_SENTINELS",
+            "'10.0.0.1' is not host:port",
+        ),
+        ({"redis_sentinels": "a:1,b:x"}, "ROOMCAST_REDIS_SENTINELS", "'b:x' is not host:port"),
+        ({"redis_sentinels": "fd00::2:26379"}, "ROOMCAST_REDIS_SENTINELS", "is not host:port"),
+        ({"redis_sentinels": "a:70000"}, "ROOMCAST_REDIS_SENTINELS", "port must be 1 to 65535"),
+        ({"redis_sentinels": "a:1", "redis_cluster": "true"}, "ROOMCAST_REDIS_CLUSTER", "cannot"),
+        ({"redis_sentinels": "a:1", "redis_url": "unix:///run/redis.sock"}, "unix://", "cannot"),
+        ({"redis_sentinel_service": ""}, "ROOMCAST_REDIS_SENTINEL_SERVICE", "at least 1"),
+    ],
+)
+def test_sentinel_settings_that_cannot_be_used_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], setting: str, says: str
+) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(f"ROOMCAST_{name.upper()}", value)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert setting in str(refused.value)
+    assert says in str(refused.value)

@@ -65,7 +65,7 @@ log = logging.getLogger("roomcast")
 
 
 def make_broker(settings: Settings) -> Broker:
-    """The broker the settings ask for: memory by default, Redis with a URL."""
+    """The broker the settings ask for: memory by default, Redis with a URL (or sentinels)."""
     if settings.redis_url:
         from .hub.redis import RedisBroker
 
@@ -82,6 +82,13 @@ def make_broker(settings: Settings) -> Broker:
             ping_interval=settings.redis_ping_interval,
             backoff_cap=settings.redis_backoff_cap,
             max_batch=settings.redis_max_batch,
+            sentinels=settings.sentinel_addresses(),
+            sentinel_service=settings.redis_sentinel_service,
+            sentinel_password=(
+                settings.redis_sentinel_password.get_secret_value()
+                if settings.redis_sentinel_password
+                else None
+            ),
         )
     return MemoryBroker(
         history_size=settings.history_size,

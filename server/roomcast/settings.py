@@ -271,6 +271,16 @@ class Settings(BaseSettings):
     """Most publishes sent to Redis in one pipeline (hub/redis_batch.py)."""
     redis_backoff_cap: Positive = 2.0
     """Longest wait, in seconds, between pub/sub reconnect attempts (full jitter)."""
+    redis_sentinels: CommaList = []
+    """Redis Sentinel addresses, comma-separated ``host:port`` (``[::1]:26379`` for IPv6):
+    the Redis broker asks them for the master of ``redis_sentinel_service``, connects
+    there and follows it when they fail it over (docs/redis.md). ``redis_url`` then
+    gives only the credentials, database and TLS of the connections to the master (its
+    host and port are not used); left unset, it is ``redis://``."""
+    redis_sentinel_service: Annotated[str, Field(min_length=1)] = "mymaster"
+    """The master's name, as in the sentinels' ``sentinel monitor <name> ...``."""
+    redis_sentinel_password: SecretStr | None = None
+    """The sentinels' own password (their ``requirepass``), if they have one."""
 
     # -- observability (docs/deploy.md) ---------------------------------------------
     metrics: bool = True
@@ -294,7 +304,9 @@ class Settings(BaseSettings):
     web_dir: Path | None = None
     """The folder of those files; default: ``web/`` of the roomcast checkout."""
 
-    @field_validator("jwt_algorithms", "allowed_origins", "api_keys", mode="before")
+    @field_validator(
+        "jwt_algorithms", "allowed_origins", "api_keys", "redis_sentinels", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -322,6 +334,37 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            sentinel_address(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _check_sentinels(self) -> Self:
+        """Sentinels name the master: not with a cluster, nor a socket path; with no
+        ``redis_url`` the connections to the master are ``redis://`` (no password)."""
+        if not self.redis_sentinels:
+            return self
+        if self.redis_cluster:
+            raise ValueError(
+                "ROOMCAST_REDIS_SENTINELS cannot be used with ROOMCAST_REDIS_CLUSTER "
+                "(a cluster fails over by itself)"
+            )
+        if self.redis_url is None or not self.redis_url.get_secret_value():
+            self.redis_url = SecretStr("redis://")
+        elif urlsplit(self.redis_url.get_secret_value()).scheme == "unix":
+            raise ValueError(
+                "ROOMCAST_REDIS_URL: a unix:// URL cannot be used with ROOMCAST_REDIS_SENTINELS "
+                "(the sentinels name the master's TCP address)"
+            )
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``redis_sentinels`` as ``(host, port)`` pairs."""
+        return [sentinel_address(entry) for entry in self.redis_sentinels]
+
     @model_validator(mode="after")
     def _check_redis_url(self) -> Self:
         """A Redis URL redis-py can parse (its own error would not name the setting)."""
@@ -346,6 +389,23 @@ class Settings(BaseSettings):
         if self.jwt_public_key or self.jwt_jwks_url:
             algorithms += ["RS256", "ES256"]
         return algorithms
+
+
+def sentinel_address(entry: str) -> tuple[str, int]:
+    """``host:port`` (``[v6 address]:port``) as a pair; ValueError naming the setting."""
+    host, _, port = entry.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address without brackets: where its port starts is unclear
+    if not host or any(c in host for c in " /@[]") or not port.isdigit():
+        raise ValueError(
+            f"ROOMCAST_REDIS_SENTINELS: {entry!r} is not host:port "
+            "(comma-separated, e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+        )
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"ROOMCAST_REDIS_SENTINELS: {entry!r}: the port must be 1 to 65535")
+    return host, int(port)
 
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})

@@ -13,7 +13,8 @@ the next: redis_client.py (settings, clients, naming, script calls),
 redis_resync.py (the exactly-once gate; holding and resyncing a room after a
 reconnect or a slot move), redis_shards.py (per-shard state for /readyz and
 /metrics), redis_slots.py (which link carries a channel; following a room's
-cluster slot). This module adds the Broker API on top: lifecycle,
+cluster slot), redis_sentinel.py (following the master Redis Sentinel names).
+This module adds the Broker API on top: lifecycle,
 publishing, subscriptions and reads, presence.
 
 Presence: this process's entries are re-asserted every ``presence_refresh``
@@ -48,7 +49,7 @@ from ..protocol.events import Event, Notice, Position
 from .broker import BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
 from .memory import new_epoch
 from .redis_batch import PublishBatcher
-from .redis_slots import RedisSlotsBase
+from .redis_sentinel import RedisSentinelBase
 from .redis_wire import decode_payload
 from .redis_wire import encode_payload as encode_payload
 from .supervise import supervised
@@ -58,7 +59,7 @@ __all__ = ["RedisBroker", "decode_payload", "encode_payload"]
 log = logging.getLogger("roomcast.redis")
 
 
-class RedisBroker(RedisSlotsBase):
+class RedisBroker(RedisSentinelBase):
     """Positions, history, presence and fan-out through Redis.
 
     Constructed with :class:`~roomcast.hub.redis_client.RedisClientBase`'s
@@ -106,6 +107,8 @@ class RedisBroker(RedisSlotsBase):
             await link.stop()
         if self._client is not None:
             await self._client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     @property
     def publish_pipelines(self) -> int:

@@ -2,13 +2,14 @@
 room keys and channels, and the one way to run a script.
 
 :class:`RedisClientBase` is the bottom of RedisBroker's layers (redis.py):
-each layer above it (redis_resync.py, redis_shards.py, redis_slots.py, then
-redis.py) adds one concept and sets up its own state in :meth:`_init_state`.
-This one owns the constructor's settings, the command client (a
-``redis.asyncio.Redis``, or a ``RedisCluster``) and its registered scripts,
-the pub/sub links by name (made by redis_slots.py), the channels this process
-wants, and how connections are made: timeouts, and which commands may be
-retried (none that may have run already).
+each layer above it (redis_resync.py, redis_shards.py, redis_slots.py,
+redis_sentinel.py, then redis.py) adds one concept and sets up its own state in
+:meth:`_init_state`. This one owns the constructor's settings, the command
+client (a ``redis.asyncio.Redis``, or a ``RedisCluster``) and its registered
+scripts, the pub/sub links by name (made by redis_slots.py), the channels this
+process wants, and how connections are made: timeouts, which commands may be
+retried (none that may have run already), and with Redis Sentinel, where the
+master is (each new connection asks the sentinels: :meth:`_master_pool`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -70,9 +73,22 @@ class RedisClientBase(Broker):
         ping_interval: float = 5.0,
         backoff_cap: float = 2.0,
         max_batch: int = 256,
+        sentinels: Sequence[tuple[str, int]] = (),
+        sentinel_service: str = "mymaster",
+        sentinel_password: str | None = None,
     ) -> None:
         super().__init__()
+        if cluster and sentinels:
+            raise ValueError("a Redis Cluster fails over by itself: no sentinels with it")
         self.url = url
+        self.sentinels = list(sentinels)
+        """Redis Sentinel addresses: when given, every connection goes to the master
+        they name for ``sentinel_service`` (``url``: credentials, db, TLS only)."""
+        self.sentinel_service = sentinel_service
+        self._sentinel_password = sentinel_password
+        self._sentinel: Sentinel | None = None
+        self._sentinel_pools: list[SentinelConnectionPool] = []  # re-pointed on a switch
+        self._link_pool: SentinelConnectionPool | None = None
         self.max_batch = max_batch  # most publishes in one pipeline (redis_batch.py)
         self.history_size = history_size
         self.room_ttl = max(1, int(room_ttl))
@@ -152,9 +168,38 @@ class RedisClientBase(Broker):
         url = self.url if node == MAIN else node_url(self.url, node)
         kwargs = self._connection_kwargs()
         kwargs.update(retry=Retry(NoBackoff(), 0), redis_connect_func=on_connect)
+        if self._sentinel is not None:
+            return self._master_pool(**kwargs)
         return aioredis.ConnectionPool.from_url(url, **kwargs)
 
+    def _master_pool(self, **kwargs: Any) -> SentinelConnectionPool:
+        """A pool of connections to the master the sentinels name: each new
+        connection asks them where it is (redis-py's SentinelManagedConnection),
+        and one that reads ``READONLY`` (a demoted master) is dropped. ``url``'s
+        credentials, database and TLS (not its host and port), ``kwargs`` as for
+        ``ConnectionPool.from_url``. Kept, so a switch re-points its open
+        connections (redis_sentinel.py)."""
+        assert self._sentinel is not None
+        options: dict[str, Any] = dict(parse_url(self.url))
+        for key in ("host", "port", "path"):
+            options.pop(key, None)
+        connection_class = options.pop("connection_class", None)
+        if connection_class is not None and issubclass(connection_class, SSLConnection):
+            options["ssl"] = True  # SentinelConnectionPool's TLS switch
+        options = {**kwargs, **options}
+        pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            self.sentinel_service, self._sentinel, **options
+        )
+        self._sentinel_pools.append(pool)
+        return pool
+
     def _new_connection(self, host: str | None = None, port: int | None = None) -> Connection:
+        if host is None and self._sentinel is not None:
+            if self._link_pool is None:
+                self._link_pool = self._master_pool(**self._connection_kwargs())
+            conn = self._link_pool.make_connection()  # type: ignore[no-untyped-call]
+            assert isinstance(conn, Connection)
+            return conn
         if host is None:
             pool = aioredis.ConnectionPool.from_url(self.url, **self._connection_kwargs())
             conn = pool.make_connection()  # type: ignore[no-untyped-call]
@@ -163,8 +208,9 @@ class RedisClientBase(Broker):
         return Connection(host=host, port=port or 6379, **self._connection_kwargs())
 
     async def _open_client(self) -> None:
-        """Make the command client (a cluster one reads the slot map first) and
-        register the scripts (redis_scripts.py) on it."""
+        """Make the command client (a cluster one reads the slot map first; with
+        sentinels, one whose connections go to the master they name) and register
+        the scripts (redis_scripts.py) on it."""
         kwargs = self._connection_kwargs()
         if self.cluster:
             cluster = aioredis.RedisCluster.from_url(self.url, **self._cluster_kwargs())
@@ -173,6 +219,12 @@ class RedisClientBase(Broker):
             except (RedisError, OSError) as exc:
                 raise BrokerUnavailable(f"redis cluster: {exc}") from exc
             self._client = cluster
+        elif self.sentinels:
+            sentinel_kwargs = {**kwargs, "password": self._sentinel_password}
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                self.sentinels, sentinel_kwargs=sentinel_kwargs
+            )
+            self._client = aioredis.Redis.from_pool(self._master_pool(**kwargs))
         else:
             self._client = aioredis.Redis.from_url(self.url, **kwargs)
         for name in redis_scripts.__all__:

@@ -42,6 +42,9 @@ and makes the connection match it:
   ``on_reconnect()`` again. :attr:`serial` names the connection and
   :attr:`subscribed` holds what Redis confirmed on it, so the broker can tell
   whether the one its resync started for is still up.
+* :meth:`PubSubLink.reconnect` drops the connection on purpose (or cuts the
+  backoff short) so the link connects again at once, through ``connect``,
+  which may lead elsewhere now (a new master: redis_sentinel.py).
 * Warnings (connection lost, connect failed, a refused command) are logged at
   most once per ``warn_interval`` seconds per link and kind; the next one says
   how many were left out.
@@ -216,6 +219,8 @@ class PubSubLink:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
+        self._wake = asyncio.Event()  # ends the wait before the next connect (reconnect())
+        self._hurry = False  # reconnect() asked: no backoff, and no warning for the drop
         self._warn_lost = Throttled(warn_interval)
         self._warn_connect = Throttled(warn_interval)
         self._warn_refused = Throttled(warn_interval)
@@ -224,6 +229,33 @@ class PubSubLink:
     @property
     def connected(self) -> bool:
         return self._ready
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the server this link is connected to; None while not."""
+        conn = self._conn
+        if conn is None or not self._ready:
+            return None
+        return str(conn.host), int(conn.port)
+
+    def reconnect(self) -> None:
+        """Connect again now: the current connection is dropped (its channels are
+        held and resynced, as after any drop; logged at INFO, not as a loss), or the
+        wait before the next attempt is cut short. For a server that is no longer
+        the one to talk to (a new master named by Redis Sentinel: redis_sentinel.py);
+        the ``connect`` callable decides where the next connection goes. A call made
+        while a connection is being made is served by that one: the caller checks
+        :attr:`address` once it is up."""
+        self._hurry = True
+        self._wake.set()
+        conn = self._conn
+        if conn is not None:  # the reader sees it closed, and drops it
+            self._spawn("roomcast-redis-reconnect", functools.partial(self._close, conn))
+
+    @staticmethod
+    async def _close(conn: Connection) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
 
     async def start(self, timeout: float = 5.0) -> None:
         """Start the link; wait up to ``timeout`` for the first connection."""
@@ -383,7 +415,7 @@ class PubSubLink:
                     self.name, exc, delay,
                 )  # fmt: skip
                 self._call(self._on_connect_failed)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 continue
             opened = loop.time()
             if self.serial > 1:
@@ -391,11 +423,23 @@ class PubSubLink:
             try:
                 await self._read()
             except (RedisError, OSError, TimeoutError) as exc:
-                self._warn_lost("redis pub/sub connection to %s lost: %s", self.name, exc)
+                if self._hurry:
+                    log.info("redis pub/sub connection to %s closed to connect again", self.name)
+                else:
+                    self._warn_lost("redis pub/sub connection to %s lost: %s", self.name, exc)
             proven = self._proven or loop.time() - opened >= self.backoff_cap
             await self._drop()
             failures = 1 if proven else failures + 1
-            await asyncio.sleep(self._backoff(failures))
+            await self._pause(self._backoff(failures))
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next connect, unless :meth:`reconnect`
+        asks for it sooner (or asked meanwhile)."""
+        if not self._hurry:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        self._hurry = False
+        self._wake.clear()
 
     async def _open(self) -> None:
         conn = self._connect()
@@ -405,6 +449,8 @@ class PubSubLink:
         self._ready = True
         self._proven = False
         self._retries = 0
+        self._hurry = False  # served by this connection (see reconnect())
+        self._wake.clear()
         self._connected.set()
         if self.wanted:  # resubscribe; once all are answered, on_reconnect (_settled)
             self._unconfirmed = set(self.wanted)
