@@ -6,10 +6,12 @@ real services. Nothing here fakes roomcast; every helper runs the real thing.
   (live.py).
 * :func:`connect` / :class:`ProtocolClient`: a WebSocket client speaking roomcast's
   protocol, with ``subscribe``, ``publish``, ``next_event``, ... (client.py).
-* :class:`RedisServer`, :class:`RedisCluster`, :class:`PostgresServer`: real
-  ``redis-server`` and PostgreSQL processes on free ports, for settings like
-  ``redis_url`` and ``database_url`` (redis_server.py, postgres_server.py; the
-  binaries must be installed, see each class).
+* :class:`RedisServer`, :class:`RedisCluster`, :class:`RedisSentinels`,
+  :class:`PostgresServer`: real ``redis-server`` (alone, a cluster, or a master
+  with a replica and sentinels) and PostgreSQL processes on free ports, for
+  settings like ``redis_url``, ``redis_sentinels`` and ``database_url``
+  (redis_server.py, redis_sentinel.py, postgres_server.py; the binaries must be
+  installed, see each class).
 
 Exceptions, rooted at :class:`roomcast.protocol.errors.RoomcastError`::
 
@@ -31,6 +33,7 @@ from .errors import LiveServerError, ReplyError
 from .live import LiveServer
 from .ports import free_port, port_open
 from .postgres_server import PostgresServer, postgres_available, postgres_bin
+from .redis_sentinel import RedisSentinel, RedisSentinels
 from .redis_server import RedisCluster, RedisServer, free_cluster_port, redis_available
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "PostgresServer",
     "ProtocolClient",
     "RedisCluster",
+    "RedisSentinel",
+    "RedisSentinels",
     "RedisServer",
     "ReplyError",
     "connect",
