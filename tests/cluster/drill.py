@@ -275,6 +275,26 @@ class Drill:
                 )
         return out
 
+    def rate_kept(self, dead: int, ratio: float = 0.8) -> list[str]:
+        """Rooms on live shards keep at least ``ratio`` of their pre-fault publish
+        rate while the master is down (acks per second from mark ``start`` to
+        ``kill``, against ``kill`` to ``restart``; both measured in this run, so
+        a loaded machine slows both)."""
+        out = []
+        dead_rooms = set(self.rooms_on(dead))
+        start, kill, restart = (self.marks[k] for k in ("start", "kill", "restart"))
+        for p in self.publishers:
+            if p.room in dead_rooms:
+                continue
+            before = sum(1 for s in p.sent if s.ok and start <= s.sent < kill) / (kill - start)
+            during = sum(1 for s in p.sent if s.ok and kill <= s.sent < restart) / (restart - kill)
+            if during < ratio * before:
+                out.append(
+                    f"{p.room}@{p.server} (live shard): {during:.1f} acks/s while the master "
+                    f"was down, {before:.1f} before ({during / before if before else 0:.0%})"
+                )
+        return out
+
     def not_flowing(self, since: str) -> list[str]:
         """Every room publishes successfully from mark ``since`` on, and every
         subscriber receives some of those publishes."""

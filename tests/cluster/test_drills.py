@@ -123,6 +123,7 @@ async def test_without_full_coverage_live_shards_serve_and_readyz_stays_200(
                 degraded.append(f"{name}: /readyz sampled fewer than 3 times while down")
         problems = drill.checks(**{
             "live shards never fail": drill.live_shard_failures(dead),
+            "live shards keep >= 80% of their pre-fault rate": drill.rate_kept(dead),
             f"/readyz 200 naming 127.0.0.1:{dead_port} while it is down": degraded,
             "every room flows after the node returns": drill.not_flowing("flowing"),
         })  # fmt: skip
