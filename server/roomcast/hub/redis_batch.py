@@ -48,6 +48,11 @@ promoted replica takes over. ``on_result(node, ok)`` hears of every batch.
 A flusher ends when its queue is empty; the next enqueue starts a new one. It is
 supervised (supervise.py) all the same: should a bug escape it, the calls it
 held are answered first.
+
+PublishBatcher is built in two layers: redis_queues.py (the constructor; the
+queues per node, their deadlines, failures and backoff, the slot map's refresh)
+and this module (enqueueing, sending the batches, answering each call,
+following ``MOVED`` and ``ASK``).
 """
 
 from __future__ import annotations
@@ -55,151 +60,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, NoScriptError, RedisError, ResponseError
 
 from .broker import BrokerUnavailable
+from .redis_queues import LOG_EVERY, PublishQueuesBase, _Item, _Shard
 from .supervise import supervised
 
 __all__ = ["LOG_EVERY", "MAIN", "PublishBatcher", "node_url"]
-
-log = logging.getLogger("roomcast.redis")
 
 T = TypeVar("T")
 
 MAIN = "main"
 """The one shard of a single Redis."""
 
-LOG_EVERY = 10.0
-"""Seconds between two logs of an unexpected error of the same kind."""
 
-BACKOFF_BASE = 0.05
-"""Seconds: the most a node's first retry waits after a failed batch."""
-
-REFRESH_EVERY = 0.5
-"""Seconds: the slot map is read again at most this often on failures."""
-
-ConnectFunc = Callable[[AbstractConnection], Any]
-PoolFor = Callable[[str, ConnectFunc], aioredis.ConnectionPool]
-"""``(node, on_connect) -> pool``: a connection pool to ``node`` (``main``, or
-``host:port``) whose connections run ``on_connect`` when they connect."""
-
-
-class _Item:
-    __slots__ = ("args", "deadline", "future", "keys", "make", "shard", "slot")
-
-    def __init__(
-        self,
-        keys: list[str],
-        args: list[Any],
-        future: asyncio.Future[Any],
-        make: Callable[[Any], Any],
-        deadline: float,
-    ) -> None:
-        self.keys = keys
-        self.args = args
-        self.future = future
-        self.make = make
-        self.deadline = deadline
-        self.slot = 0
-        self.shard: _Shard | None = None
-
-
-class _Shard:
-    """One node's queue, flusher, pool, deadline timer and failure state."""
-
-    __slots__ = (
-        "failures",
-        "flusher",
-        "inflight",
-        "name",
-        "pool",
-        "queue",
-        "retry_at",
-        "timer",
-        "timer_at",
-    )
-
-    def __init__(self, name: str, pool: aioredis.ConnectionPool) -> None:
-        self.name = name
-        self.pool = pool
-        self.queue: collections.deque[_Item] = collections.deque()
-        self.inflight: list[_Item] = []
-        self.flusher: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
-        self.failures = 0  # failed batches in a row
-        self.retry_at = 0.0  # loop time before which no batch goes out
-
-
-class _Pin:
-    """A slot's calls pending on one node: later ones follow them there."""
-
-    __slots__ = ("count", "shard")
-
-    def __init__(self, shard: _Shard) -> None:
-        self.shard = shard
-        self.count = 1
-
-
-class _RateLimited:
-    """Log a kind of message at most once every ``every`` seconds, saying how many
-    were skipped in between."""
-
-    def __init__(self, every: float = LOG_EVERY) -> None:
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def __call__(self, kind: str, level: int, message: str, *args: Any, **kw: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -self.every) < self.every:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        skipped = self._skipped.pop(kind, 0)
-        if skipped:
-            message += f" ({skipped} more like it since the last report)"
-        log.log(level, message, *args, **kw)
-
-
-class PublishBatcher:
+class PublishBatcher(PublishQueuesBase):
     """Queues script calls per Redis node and sends each node's queue in order,
-    many calls per round trip (see the module docstring)."""
-
-    def __init__(
-        self,
-        script: AsyncScript,
-        pool_for: PoolFor,
-        *,
-        cluster: aioredis.RedisCluster | None = None,
-        timeout: float = 5.0,
-        max_batch: int = 256,
-        backoff_cap: float = 2.0,
-        on_result: Callable[[str, bool], None] | None = None,
-    ) -> None:
-        self._script = script
-        self._pool_for = pool_for
-        self._cluster = cluster
-        self.timeout = timeout
-        self.max_batch = max_batch
-        self.backoff_cap = backoff_cap
-        self._on_result = on_result
-        self._shards: dict[str, _Shard] = {}
-        self._pins: dict[int, _Pin] = {}  # slot -> the node its pending calls wait on
-        self._refresh: asyncio.Task[None] | None = None
-        self._refreshed = -REFRESH_EVERY
-        self._log = _RateLimited()
-        self.batches = 0  # batches of several calls sent (for tests and the curious)
+    many calls per round trip (see the module docstring); constructed with
+    :class:`~roomcast.hub.redis_queues.PublishQueuesBase`'s arguments."""
 
     # -- enqueue ----------------------------------------------------------------------
 
@@ -225,44 +109,6 @@ class PublishBatcher:
         self._put(shard, item)
         return future
 
-    def _shard(self, name: str) -> _Shard:
-        shard = self._shards.get(name)
-        if shard is None:
-            shard = self._shards[name] = _Shard(name, self._pool_for(name, self._on_connect))
-        return shard
-
-    def _route(self, slot: int) -> _Shard:
-        pin = self._pins.get(slot)
-        if pin is not None and pin.shard.failures == 0:
-            return pin.shard  # calls of this slot still pending on a node that answers
-        assert self._cluster is not None
-        try:
-            node = self._cluster.nodes_manager.get_node_from_slot(slot)
-        except Exception as exc:  # SlotNotCoveredError; KeyError while the map is rebuilt
-            raise BrokerUnavailable(f"redis cluster: no node serves slot {slot}") from exc
-        return self._shard(node.name)
-
-    def _pin(self, item: _Item, shard: _Shard) -> None:
-        item.shard = shard
-        if self._cluster is None:
-            return
-        pin = self._pins.get(item.slot)
-        if pin is not None and pin.shard is shard:
-            pin.count += 1
-        else:
-            self._pins[item.slot] = _Pin(shard)
-
-    def _leave(self, item: _Item) -> None:
-        """``item`` is no longer pending on its shard (answered, failed, moved)."""
-        shard, item.shard = item.shard, None
-        if self._cluster is None or shard is None:
-            return
-        pin = self._pins.get(item.slot)
-        if pin is not None and pin.shard is shard:
-            pin.count -= 1
-            if pin.count <= 0:
-                del self._pins[item.slot]
-
     def _put(self, shard: _Shard, item: _Item, *, first: bool = False) -> None:
         if first:
             shard.queue.appendleft(item)
@@ -271,40 +117,6 @@ class PublishBatcher:
         self._arm(shard, item.deadline)
         if shard.flusher is None:
             self._start(shard)
-
-    # -- deadlines --------------------------------------------------------------------
-
-    def _arm(self, shard: _Shard, when: float) -> None:
-        if shard.timer is not None:
-            if shard.timer_at <= when:
-                return
-            shard.timer.cancel()
-        shard.timer = asyncio.get_running_loop().call_at(when, self._expire, shard)
-        shard.timer_at = when
-
-    def _expire(self, shard: _Shard) -> None:
-        """Fail what is past its deadline on ``shard``, sent or still queued."""
-        shard.timer = None
-        now = asyncio.get_running_loop().time()
-        late = f"redis: node {shard.name} did not answer within {self.timeout:g} s"
-        following = None
-        for item in shard.inflight:  # they leave the shard when their batch ends
-            if item.future.done():
-                continue
-            if item.deadline <= now:
-                item.future.set_exception(BrokerUnavailable(late))
-            elif following is None or item.deadline < following:
-                following = item.deadline
-        queue = shard.queue
-        while queue and (queue[0].deadline <= now or queue[0].future.done()):
-            item = queue.popleft()
-            self._leave(item)
-            if not item.future.done():
-                item.future.set_exception(BrokerUnavailable(late))
-        if queue and (following is None or queue[0].deadline < following):
-            following = queue[0].deadline
-        if following is not None:
-            self._arm(shard, following)
 
     # -- flushing ---------------------------------------------------------------------
 
@@ -357,14 +169,6 @@ class PublishBatcher:
         except BaseException as exc:  # cancelled, or a bug: answer what it held
             self._fail_all(shard, f"redis: publishing stopped ({exc!r})")
             raise
-
-    def _fail_all(self, shard: _Shard, error: str) -> None:
-        for item in [*shard.inflight, *shard.queue]:
-            self._leave(item)
-            if not item.future.done():
-                item.future.set_exception(BrokerUnavailable(error))
-        shard.inflight = []
-        shard.queue.clear()
 
     async def _run(self, shard: _Shard, batch: list[_Item]) -> None:
         """Send one batch; answer each call; then handle the redirected ones."""
@@ -468,60 +272,6 @@ class PublishBatcher:
                 item.future.set_exception(BrokerUnavailable(f"redis: unexpected reply {reply!r}"))
                 return False
         return True
-
-    async def _on_connect(self, conn: AbstractConnection) -> None:
-        """Each new connection: the usual handshake, then the script, so a node that
-        restarted empty answers the batch's EVALSHAs."""
-        await conn.on_connect()
-        await conn.send_command("SCRIPT", "LOAD", self._script.script, check_health=False)
-        await conn.read_response()
-
-    # -- failures and backoff -----------------------------------------------------------
-
-    def _failed(self, shard: _Shard, exc: BaseException) -> None:
-        if shard.failures == 0:
-            log.warning(
-                "publishing to redis node %s failed (%s); its publishes answer unavailable "
-                "and it is retried with backoff",
-                shard.name,
-                exc,
-            )
-        shard.failures += 1
-        ceiling = min(self.backoff_cap, BACKOFF_BASE * 2 ** min(shard.failures - 1, 30))
-        shard.retry_at = asyncio.get_running_loop().time() + random.uniform(0, ceiling)
-        self._request_refresh()
-
-    def _succeeded(self, shard: _Shard) -> None:
-        if shard.failures:
-            log.warning(
-                "publishing to redis node %s works again (after %d failed batches)",
-                shard.name,
-                shard.failures,
-            )
-        shard.failures = 0
-        shard.retry_at = 0.0
-
-    def _request_refresh(self) -> None:
-        """Read the cluster's slot map again soon (a replica may have taken over),
-        at most every :data:`REFRESH_EVERY` seconds, in the background."""
-        if self._cluster is None or (self._refresh is not None and not self._refresh.done()):
-            return
-        now = time.monotonic()
-        if now - self._refreshed < REFRESH_EVERY:
-            return
-        self._refreshed = now
-        self._refresh = asyncio.get_running_loop().create_task(
-            self._refresh_map(), name="roomcast-redis-slots"
-        )
-
-    async def _refresh_map(self) -> None:
-        assert self._cluster is not None
-        try:
-            await self._cluster.nodes_manager.initialize()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # no node reachable: the next failure asks again
-            self._log("refresh", logging.WARNING, "reading the redis cluster's slots: %s", exc)
 
     # -- redirections (cluster) ---------------------------------------------------------
 
