@@ -116,6 +116,23 @@ async def test_readyz_stays_200_naming_degraded_shards_and_is_503_when_none_serv
         assert samples[("roomcast_ready", ())] == 0
 
 
+async def test_master_switches_are_counted_only_for_a_shard_the_sentinels_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(settings(tmp_path))
+    states = [ShardState("main", up=True, reconnects=1, master_switches=2)]
+    async with running(app) as client:
+        rc: Roomcast = app.state.roomcast
+        monkeypatch.setattr(rc.hub.broker, "shards", lambda: states)
+        samples = await scrape(client)
+        assert samples[("roomcast_redis_master_switches_total", (("node", "main"),))] == 2
+
+        states[:] = [ShardState("main", up=True), ShardState("127.0.0.1:7000", up=True)]
+        samples = await scrape(client)
+        assert not [name for name, _ in samples if name.startswith("roomcast_redis_master")]
+        assert shard_samples(samples)["roomcast_redis_shard_up"] == {"main": 1, "127.0.0.1:7000": 1}
+
+
 async def test_with_a_single_redis_readyz_is_503_while_it_is_down_as_before(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:

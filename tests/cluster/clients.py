@@ -169,6 +169,8 @@ class Watcher:
     url: str
     messages: list[tuple[str, int, Any]] = field(default_factory=list)
     signals: list[tuple[str, str, int]] = field(default_factory=list)  # kind, epoch, offset
+    arrived: list[float] = field(default_factory=list)  # when each of messages came
+    signalled: list[float] = field(default_factory=list)  # when each of signals came
     closes: list[int | None] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     subscribed: bool = False
@@ -180,9 +182,11 @@ class Watcher:
             return
         if frame["type"] == "message":
             self.messages.append((frame["epoch"], frame["offset"], frame["data"]))
+            self.arrived.append(time.monotonic())
             self.position = (frame["epoch"], frame["offset"])
         elif frame["type"] == "reset":
             self.signals.append(("reset", frame["epoch"], frame["offset"]))
+            self.signalled.append(time.monotonic())
             self.position = (frame["epoch"], frame["offset"])
 
     async def subscribe(self, timeout: float = 15) -> None:
@@ -208,6 +212,7 @@ class Watcher:
         result = reply["result"]
         if since is not None and not result["recovered"]:
             self.signals.append(("not recovered", result["epoch"], result["offset"]))
+            self.signalled.append(time.monotonic())
             self.position = (result["epoch"], result["offset"])
 
     async def keep_subscribed(self) -> None:

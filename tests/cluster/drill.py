@@ -54,9 +54,16 @@ SETTINGS: dict[str, object] = {
 
 class Drill:
     """Two servers, publishers and watchers on rooms of every shard, a monitor of
-    /readyz and of the cluster's state; phases named by :meth:`mark`."""
+    /readyz and of the cluster's state; phases named by :meth:`mark`.
 
-    def __init__(self, cluster: RedisCluster, servers: dict[str, ServerProcess]) -> None:
+    ``cluster`` is None for a drill on another Redis (test_sentinel.py's, which
+    sets up its own rooms and clients): :meth:`checks`, :meth:`not_flowing`,
+    :meth:`received_after` and the report read only the clients, the servers and
+    the marks; the helpers that act on the cluster or its shards (:meth:`start`,
+    :meth:`rooms_on`, :meth:`kill`, :meth:`wait_promoted`, :meth:`live_shard_failures`,
+    :meth:`rate_kept`, ...) need one (:attr:`redis_cluster`)."""
+
+    def __init__(self, cluster: RedisCluster | None, servers: dict[str, ServerProcess]) -> None:
         self.cluster = cluster
         self.servers = servers
         self.rooms: dict[int, list[str]] = {}  # master port -> rooms (now: see promoted)
@@ -99,27 +106,34 @@ class Drill:
     def mark(self, name: str) -> None:
         self.marks[name] = time.monotonic()
 
+    @property
+    def redis_cluster(self) -> RedisCluster:
+        """The drill's cluster, for the helpers that need one."""
+        if self.cluster is None:
+            raise TypeError(f"{type(self).__name__} runs without a Redis Cluster")
+        return self.cluster
+
     def rooms_on(self, node: int) -> list[str]:
         """The rooms of the slots master ``node`` (index in ``cluster.nodes``)
         served at the start, wherever they are served now."""
-        port = self.cluster.nodes[node].port
+        port = self.redis_cluster.nodes[node].port
         while port not in self.rooms:
             port = self.promoted[port]
         return self.rooms[port]
 
     def live_nodes(self) -> list[RedisServer]:
-        return [n for n in self.cluster.all_nodes if n.port not in self.down]
+        return [n for n in self.redis_cluster.all_nodes if n.port not in self.down]
 
     def kill(self, node: int) -> None:
         self.mark("kill")
-        self.down.add(self.cluster.nodes[node].port)
-        self.cluster.nodes[node].stop()
+        self.down.add(self.redis_cluster.nodes[node].port)
+        self.redis_cluster.nodes[node].stop()
 
     async def restart(self, node: int) -> None:
         """Start the node again on its port with its nodes.conf (its data is gone)."""
         self.mark("restart")
-        await asyncio.to_thread(self.cluster.nodes[node].start)
-        self.down.discard(self.cluster.nodes[node].port)
+        await asyncio.to_thread(self.redis_cluster.nodes[node].start)
+        self.down.discard(self.redis_cluster.nodes[node].port)
 
     async def wait_cluster_ok(self, timeout: float = 20) -> None:
         async with asyncio.timeout(timeout):
@@ -132,7 +146,7 @@ class Drill:
         and every live node reports ``cluster_state:ok``; its rooms are on the
         replica's port from then on (mark ``promoted``). The problems: none, or
         that it did not happen within ``timeout`` seconds."""
-        old, replica = self.cluster.nodes[node], self.cluster.replica_nodes[node]
+        old, replica = self.redis_cluster.nodes[node], self.redis_cluster.replica_nodes[node]
         try:
             async with asyncio.timeout(timeout):
                 while not (await serves_slots(replica) and await cluster_ok(self.live_nodes())):
@@ -151,12 +165,12 @@ class Drill:
         try:
             async with asyncio.timeout(timeout):
                 while not (
-                    await replica_synced(self.cluster.nodes[node])
+                    await replica_synced(self.redis_cluster.nodes[node])
                     and await cluster_ok(self.live_nodes())
                 ):
                     await asyncio.sleep(0.1)
         except TimeoutError:
-            port = self.cluster.nodes[node].port
+            port = self.redis_cluster.nodes[node].port
             return [f"{port} not a synced replica within {timeout:g} s of its restart"]
         self.mark("rejoined")
         return []
@@ -383,7 +397,8 @@ class Drill:
         return out
 
     def summary(self) -> str:
-        """Phases, /readyz answers and acks per second by phase, for the report."""
+        """Phases, /readyz answers and acks per second by phase, signals, and how
+        subscribers followed a promotion (:meth:`following`), for the report."""
         lines = ["marks: " + ", ".join(f"{k} {self.t(v)}" for k, v in self.marks.items())]
         for name in self.servers:
             runs: list[list[object]] = []  # [status, first t, last t, count]
@@ -422,7 +437,33 @@ class Drill:
                 if reused := len(self.substituted(w)):
                     line += f"; {reused} positions received with another event's data"
                 lines.append(line)
-        return "\n".join(lines)
+        return "\n".join(lines + self.following())
+
+    def following(self) -> list[str]:
+        """After a promotion, per subscriber of the failed master's rooms: when it
+        got its first event published after the kill (or signal), from the mark
+        ``promoted``; and the acknowledged publishes it never received, covered by
+        a signal (those sent after the kill went to the promoted master before
+        this process followed it)."""
+        if "promoted" not in self.marks or "kill" not in self.marks:
+            return []
+        kill, promoted = self.marks["kill"], self.marks["promoted"]
+        followed = {r for port in self.promoted.values() for r in self.rooms.get(port, [])}
+        lines = ["following the promotion (first event sent after the kill, from `promoted`; "
+                 "acknowledged, not received, signalled: all / sent after the kill):"]  # fmt: skip
+        for w in self.watchers:
+            if followed and w.room not in followed:
+                continue
+            sent = {s.n: s.sent for p in self.publishers if p.room == w.room for s in p.sent}
+            times = [t for (_, _, n), t in zip(w.messages, w.arrived, strict=True)
+                     if sent.get(n, 0.0) > kill]  # fmt: skip
+            first = min([*times, *(t for t in w.signalled if t > kill)], default=None)
+            data = {(e, o): d for e, o, d in w.messages}
+            covered = [s for s in self.acked(w.room) if data.get(s.position) != s.n]
+            after = sum(s.sent >= kill for s in covered)
+            when = "never" if first is None else f"{first - promoted:+.2f}s"
+            lines.append(f"  {w.room}@{w.server}: {when}; {len(covered)} / {after}")
+        return lines
 
     def checks(self, **specific: list[str]) -> dict[str, list[str]]:
         """What every drill checks, with the drill's own checks (name -> problems)

@@ -42,7 +42,7 @@ class SentinelDrill(Drill):
     only the clients, the servers and the marks, never the cluster."""
 
     def __init__(self, redis: RedisSentinels, servers: dict[str, ServerProcess]) -> None:
-        super().__init__(None, servers)  # type: ignore[arg-type]
+        super().__init__(None, servers)
         self.redis = redis
 
     @classmethod

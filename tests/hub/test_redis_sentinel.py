@@ -5,6 +5,7 @@ failed over by the sentinels, and the broker following the master they name."""
 from __future__ import annotations
 
 import asyncio
+import types
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from roomcast.hub import redis_queues
 from roomcast.hub.broker import BrokerUnavailable
 from roomcast.hub.redis import RedisBroker
 from roomcast.protocol.events import Event
@@ -230,3 +232,38 @@ async def test_the_watch_follows_through_the_next_sentinel_when_one_is_down(
             assert second.offset == first.offset + 1  # replicated, then the new master
         finally:
             await broker.stop()
+
+
+async def test_a_publish_to_the_new_master_does_not_wait_out_the_old_ones_backoff(
+    sentinels: RedisSentinels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish fails on the killed master, and the batcher backs off from
+    ``main`` (for 30 s here: the backoff's base and cap raised, its jitter at
+    the top). The sentinels promote the replica: once roomcast has followed the
+    switch, the next publish goes to the new master at once and succeeds (it
+    would wait out the 30 s and answer ``unavailable`` at its deadline), and the
+    switch is counted in ``main``'s shard state (/metrics)."""
+    monkeypatch.setattr(redis_queues, "BACKOFF_BASE", 3600.0)
+    monkeypatch.setattr(redis_queues, "random", types.SimpleNamespace(uniform=lambda a, b: b))
+    broker = sentinel_broker(sentinels)
+    broker.bind(RecordingSink())
+    await broker.start()
+    try:
+        first = await broker.publish("r", b"0", "w")
+        await replicated(sentinels, broker, first.offset)
+        assert [s.master_switches for s in broker.shards()] == [0]
+        assert broker._batcher is not None
+        broker._batcher.backoff_cap = 30.0  # (stop() waits out a backoff under way)
+        sentinels.master.stop()
+        assert await publish(broker, 1) is None  # refused: main backs off
+        main = broker._batcher._shards["main"]
+        loop = asyncio.get_running_loop()
+        assert main.retry_at - loop.time() > 20  # the precondition: a long wait
+        await wait_for(lambda: broker.master_switches == 1 and not broker._repointing, 30)
+        assert broker.master == ("127.0.0.1", sentinels.replica.port)
+        second = await publish(broker, 2)
+        assert second is not None
+        assert (second.position.epoch, second.offset) == (first.position.epoch, first.offset + 1)
+        assert [(s.node, s.master_switches) for s in broker.shards()] == [("main", 1)]
+    finally:
+        await broker.stop()

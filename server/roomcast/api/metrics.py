@@ -136,12 +136,22 @@ class HubCollector(Collector):
             "Live messages held for the shard's rooms until their resync",
             labels=node,
         )
+        switches = CounterMetricFamily(
+            "roomcast_redis_master_switches",
+            "Times Redis Sentinel named another master for the shard (and this process "
+            "followed it); only for a shard whose master the sentinels name",
+            labels=node,
+        )
         for shard in shards:
             up.add_metric([shard.node], float(shard.up))
             reconnects.add_metric([shard.node], shard.reconnects)
             held_rooms.add_metric([shard.node], shard.held_rooms)
             held_messages.add_metric([shard.node], shard.held_messages)
+            if shard.master_switches is not None:
+                switches.add_metric([shard.node], shard.master_switches)
         yield from (up, reconnects, held_rooms, held_messages)
+        if switches.samples:
+            yield switches
 
 
 def metrics_registry(hub: Hub) -> CollectorRegistry:

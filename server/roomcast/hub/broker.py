@@ -95,13 +95,15 @@ class ShardState:
     link is connected, and no publish to it failed just now). ``reconnects``:
     times its pub/sub link was lost and made again. ``held_rooms`` and
     ``held_messages``: its rooms waiting for a resync, and the live messages held
-    for them meanwhile."""
+    for them meanwhile. ``master_switches``: times Redis Sentinel named another
+    master for it; None when no sentinel names its master."""
 
     node: str
     up: bool
     reconnects: int = 0
     held_rooms: int = 0
     held_messages: int = 0
+    master_switches: int | None = None
 
 
 class BrokerSink(Protocol):

@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 from ..protocol.events import Event, Notice, Position
 from .broker import BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
 from .memory import new_epoch
-from .redis_batch import PublishBatcher
+from .redis_batch import MAIN, PublishBatcher
 from .redis_sentinel import RedisSentinelBase
 from .redis_wire import decode_payload
 from .redis_wire import encode_payload as encode_payload
@@ -84,6 +84,7 @@ class RedisBroker(RedisSentinelBase):
             max_batch=self.max_batch,
             backoff_cap=self.backoff_cap,
             on_result=self.note_publish,
+            on_slot_map=self._slot_map_read,
         )
         if not self.cluster:
             await self._start_link("main", self._new_connection)
@@ -109,6 +110,12 @@ class RedisBroker(RedisSentinelBase):
             await self._client.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
+
+    def _master_switched(self) -> None:
+        """A new master behind ``main`` (redis_sentinel.py): publishes go to it at
+        once, whatever backoff the old one's failures set."""
+        if self._batcher is not None:
+            self._batcher.retry_now(MAIN)
 
     @property
     def publish_pipelines(self) -> int:

@@ -41,9 +41,11 @@ timeout, a reply that never came) fails the calls not answered yet with
 exception (redis-py's own bugs included), which is logged, at most once every
 :data:`LOG_EVERY` seconds. After a failure the node's next batch waits a
 full-jitter backoff (up to 0.05 s, doubling per failure in a row, capped at
-``backoff_cap``) while its queue keeps taking calls (and answering them at their
-deadline); on a cluster it also asks for the slot map to be read again, so a
-promoted replica takes over. ``on_result(node, ok)`` hears of every batch.
+``backoff_cap``; ``retry_now(node)`` ends it, for a new server behind the node)
+while its queue keeps taking calls (and answering them at their deadline); on a
+cluster it also asks for the slot map to be read again, so a promoted replica
+takes over. ``on_result(node, ok)`` hears of every batch, ``on_slot_map()`` of
+every update of the slot map the batcher makes.
 
 A flusher ends when its queue is empty; the next enqueue starts a new one. It is
 supervised (supervise.py) all the same: should a bug escape it, the calls it
@@ -59,7 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
+import contextlib
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -154,7 +156,9 @@ class PublishBatcher(PublishQueuesBase):
             while shard.queue:
                 wait = shard.retry_at - loop.time()
                 if wait > 0:  # backing off after a failure: calls wait (or expire)
-                    await asyncio.sleep(wait)
+                    shard.wake.clear()
+                    with contextlib.suppress(TimeoutError):  # or retry_now() cuts it short
+                        await asyncio.wait_for(shard.wake.wait(), wait)
                     continue
                 batch: list[_Item] = []
                 while shard.queue and len(batch) < self.max_batch:
@@ -183,9 +187,7 @@ class PublishBatcher(PublishQueuesBase):
             self._failed(shard, exc)
         except Exception as exc:  # not Redis's word: redis-py's or ours
             ok = False
-            self._log(
-                f"unexpected:{type(exc).__name__}",
-                logging.ERROR,
+            self._unexpected(exc)(
                 "publishing to redis node %s failed unexpectedly; its unanswered "
                 "publishes were answered unavailable",
                 shard.name,
@@ -266,9 +268,7 @@ class PublishBatcher(PublishQueuesBase):
             try:
                 item.future.set_result(item.make(reply))
             except Exception as exc:  # a reply of an unexpected shape
-                self._log(
-                    "reply", logging.ERROR, "unexpected reply %r from redis", reply, exc_info=exc
-                )
+                self._bad_reply("unexpected reply %r from redis", reply, exc_info=exc)
                 item.future.set_exception(BrokerUnavailable(f"redis: unexpected reply {reply!r}"))
                 return False
         return True
@@ -300,6 +300,8 @@ class PublishBatcher(PublishQueuesBase):
             await self._cluster.nodes_manager.move_slot(exc)
         except Exception:  # a slot the map does not know: read it all again
             self._request_refresh()
+        else:
+            self._slot_map_changed()
         target = self._shard(f"{exc.host}:{exc.port}")
         rest = [i for i in shard.queue if i.slot == slot]
         if rest:
@@ -342,9 +344,7 @@ class PublishBatcher(PublishQueuesBase):
             except (RedisError, OSError) as error:
                 reply = error
             except Exception as error:  # as in _run: answered, logged, not raised
-                self._log(
-                    f"unexpected:{type(error).__name__}",
-                    logging.ERROR,
+                self._unexpected(error)(
                     "publishing to redis node %s after ASK failed unexpectedly",
                     target.name,
                     exc_info=error,

@@ -231,6 +231,9 @@ class RedisClientBase(Broker):
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        client = self._client
+        cluster = client if isinstance(client, aioredis.RedisCluster) else None
+        slots = None if cluster is None else cluster.nodes_manager.slots_cache
         try:
             return await self._scripts[script](keys=keys, args=args)
         except (RedisError, OSError) as exc:
@@ -243,3 +246,14 @@ class RedisClientBase(Broker):
             # with these. Redis is away for the moment, as far as the caller knows.
             _client_race(exc)
             raise BrokerUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        finally:
+            # The cluster client read the whole slot map again before this command
+            # (a command before it failed to connect): a new map object.
+            if cluster is not None and cluster.nodes_manager.slots_cache is not slots:
+                self._slot_map_read()
+
+    def _slot_map_read(self) -> None:
+        """The cluster client's slot map was updated (read again, or a slot
+        re-pointed by a ``MOVED`` to a publish): redis_slots.py follows the slots
+        whose owner changed; nothing to do here. Called by :meth:`_call` and the
+        publish batcher (its ``on_slot_map``). No I/O."""

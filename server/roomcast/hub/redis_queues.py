@@ -11,8 +11,11 @@ connect), and on a cluster the node each slot's pending calls stick to
 (:class:`_Pin`). One timer per node answers every call still pending past its
 deadline with :class:`BrokerUnavailable`. A failed batch sets the node's
 full-jitter backoff and asks for the cluster's slot map to be read again (at most
-every :data:`REFRESH_EVERY` seconds); unexpected errors are logged at most once
-every :data:`LOG_EVERY` seconds per kind.
+every :data:`REFRESH_EVERY` seconds); ``on_slot_map()`` hears of each read that
+succeeded and of each slot a ``MOVED`` re-pointed (the broker's pub/sub side
+follows a promoted replica from it at once: redis_slots.py). Unexpected errors
+are logged at most once every :data:`LOG_EVERY` seconds per kind
+(redis_throttle.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 
 from .broker import BrokerUnavailable
+from .redis_throttle import SINCE_THE_LAST_REPORT, Throttled
 
 __all__ = ["BACKOFF_BASE", "LOG_EVERY", "PoolFor", "PublishQueuesBase", "REFRESH_EVERY"]
 
@@ -74,6 +78,7 @@ class _Shard:
     """One node's queue, flusher, pool, deadline timer and failure state."""
 
     __slots__ = (
+        "backoffs",
         "failures",
         "flusher",
         "inflight",
@@ -83,6 +88,7 @@ class _Shard:
         "retry_at",
         "timer",
         "timer_at",
+        "wake",
     )
 
     def __init__(self, name: str, pool: aioredis.ConnectionPool) -> None:
@@ -94,7 +100,9 @@ class _Shard:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.failures = 0  # failed batches in a row
+        self.backoffs = 0  # of them, since the backoff last started again (retry_now)
         self.retry_at = 0.0  # loop time before which no batch goes out
+        self.wake = asyncio.Event()  # cuts a backoff short (retry_now)
 
 
 class _Pin:
@@ -105,27 +113,6 @@ class _Pin:
     def __init__(self, shard: _Shard) -> None:
         self.shard = shard
         self.count = 1
-
-
-class _RateLimited:
-    """Log a kind of message at most once every ``every`` seconds, saying how many
-    were skipped in between."""
-
-    def __init__(self, every: float = LOG_EVERY) -> None:
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def __call__(self, kind: str, level: int, message: str, *args: Any, **kw: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -self.every) < self.every:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        skipped = self._skipped.pop(kind, 0)
-        if skipped:
-            message += f" ({skipped} more like it since the last report)"
-        log.log(level, message, *args, **kw)
 
 
 class PublishQueuesBase:
@@ -141,6 +128,7 @@ class PublishQueuesBase:
         max_batch: int = 256,
         backoff_cap: float = 2.0,
         on_result: Callable[[str, bool], None] | None = None,
+        on_slot_map: Callable[[], None] | None = None,
     ) -> None:
         self._script = script
         self._pool_for = pool_for
@@ -149,11 +137,15 @@ class PublishQueuesBase:
         self.max_batch = max_batch
         self.backoff_cap = backoff_cap
         self._on_result = on_result
+        self._on_slot_map = on_slot_map
         self._shards: dict[str, _Shard] = {}
         self._pins: dict[int, _Pin] = {}  # slot -> the node its pending calls wait on
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed = -REFRESH_EVERY
-        self._log = _RateLimited()
+        # Logged at most once every LOG_EVERY seconds per kind (redis_throttle.py).
+        self._warn_refresh = self._throttled(logging.WARNING)
+        self._bad_reply = self._throttled(logging.ERROR)
+        self._unexpected_by_type: dict[str, Throttled] = {}
         self.batches = 0  # batches of several calls sent (for tests and the curious)
 
     # -- queues -----------------------------------------------------------------------
@@ -260,7 +252,8 @@ class PublishQueuesBase:
                 exc,
             )
         shard.failures += 1
-        ceiling = min(self.backoff_cap, BACKOFF_BASE * 2 ** min(shard.failures - 1, 30))
+        shard.backoffs += 1
+        ceiling = min(self.backoff_cap, BACKOFF_BASE * 2 ** min(shard.backoffs - 1, 30))
         shard.retry_at = asyncio.get_running_loop().time() + random.uniform(0, ceiling)
         self._request_refresh()
 
@@ -272,7 +265,20 @@ class PublishQueuesBase:
                 shard.failures,
             )
         shard.failures = 0
+        shard.backoffs = 0
         shard.retry_at = 0.0
+
+    def retry_now(self, name: str) -> None:
+        """Node ``name`` is another server now (Redis Sentinel named a new master
+        for ``main``: redis_sentinel.py): its next batch goes out at once, not
+        after the backoff earned by the old one, and a failure there backs off
+        from the start again. The failure count (for the logs) stays."""
+        shard = self._shards.get(name)
+        if shard is None:
+            return
+        shard.backoffs = 0
+        shard.retry_at = 0.0
+        shard.wake.set()
 
     def _request_refresh(self) -> None:
         """Read the cluster's slot map again soon (a replica may have taken over),
@@ -294,4 +300,25 @@ class PublishQueuesBase:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # no node reachable: the next failure asks again
-            self._log("refresh", logging.WARNING, "reading the redis cluster's slots: %s", exc)
+            self._warn_refresh("reading the redis cluster's slots: %s", exc)
+        else:
+            self._slot_map_changed()
+
+    # -- logs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _throttled(level: int) -> Throttled:
+        return Throttled(LOG_EVERY, level, log, note=SINCE_THE_LAST_REPORT)
+
+    def _unexpected(self, exc: BaseException) -> Throttled:
+        """The ERROR line for an unexpected exception: one throttle per type."""
+        kind = type(exc).__name__
+        throttled = self._unexpected_by_type.get(kind)
+        if throttled is None:
+            throttled = self._unexpected_by_type[kind] = self._throttled(logging.ERROR)
+        return throttled
+
+    def _slot_map_changed(self) -> None:
+        """Tell ``on_slot_map`` that the slot map was updated."""
+        if self._on_slot_map is not None:
+            self._on_slot_map()

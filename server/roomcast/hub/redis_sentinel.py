@@ -22,14 +22,18 @@ not connected to the new master (its rooms are held and resynced through the
 gate, as after any drop: redis_resync.py), and the connection pools of the
 command client and the publish batcher drop their idle connections and the
 busy ones once they are released (no publish is sent twice: a batch in flight
-keeps its connection and its answers, redis_batch.py). Shard naming stays
-``main``.
+keeps its connection and its answers, redis_batch.py); once they are re-pointed,
+the batcher's backoff for ``main`` ends (a publish that failed on the old
+master must not keep the first one to the new master waiting). Shard naming
+stays ``main``; its state counts the switches (``master_switches``, in
+/metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -38,6 +42,7 @@ from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
+from .broker import ShardState
 from .redis_batch import MAIN
 from .redis_pubsub import PubSubLink, Throttled
 from .redis_slots import RedisSlotsBase
@@ -137,8 +142,7 @@ class RedisSentinelBase(RedisSlotsBase):
                 "redis sentinel: the master of %r is %s:%d now (was %s:%d); following it",
                 self.sentinel_service, *address, *previous,
             )  # fmt: skip
-            for pool in self._sentinel_pools:
-                self._spawn_repoint(self._repoint(pool))
+            self._spawn_repoint(self._repoint_all())
         link = self._links.get(MAIN)
         if link is None or link.address == address:
             return
@@ -146,11 +150,38 @@ class RedisSentinelBase(RedisSlotsBase):
         if not link.connected:  # a connect under way may have asked before the switch
             self._spawn_repoint(self._check_link(link))
 
+    async def _repoint_all(self) -> None:
+        """Re-point every pool (:meth:`_repoint`), then :meth:`_master_switched`.
+        A pool that fails does not stop the others; the first error is raised
+        (and logged) once all are done."""
+        pools = list(self._sentinel_pools)
+        done = await asyncio.gather(*(self._repoint(p) for p in pools), return_exceptions=True)
+        self._master_switched()
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
+
     async def _repoint(self, pool: SentinelConnectionPool) -> None:
         """Drop ``pool``'s idle connections now and its busy ones when released:
         the next connection asks the sentinels again."""
         await pool.update_active_connections_for_reconnect()  # type: ignore[no-untyped-call]
         await pool.disconnect(inuse_connections=False)
+
+    def _master_switched(self) -> None:
+        """The sentinels named a new master and the pools were re-pointed: what
+        waits on the old one's failures may go to the new one now (redis.py: the
+        publish batcher's backoff for ``main``). No I/O."""
+
+    def shards(self) -> list[ShardState]:
+        """:meth:`RedisShardsBase.shards`, with ``main``'s master switches when
+        the sentinels name the master."""
+        shards = super().shards()
+        if not self.sentinels:
+            return shards
+        return [
+            dataclasses.replace(s, master_switches=self.master_switches) if s.node == MAIN else s
+            for s in shards
+        ]
 
     async def _check_link(self, link: PubSubLink) -> None:
         """Once ``link`` is up again: still not on the master? Connect again."""

@@ -245,14 +245,34 @@ class RedisSlotsBase(RedisShardsBase):
         task.add_done_callback(self._followers.discard)
 
     async def _follow_slots(self, name: str) -> None:
-        """Read the slot map; every channel of the (still down) link ``name``
-        whose slot another node serves now follows it there (:meth:`_evicted`).
-        The rest stay held on ``name`` until it is back."""
+        """Read the slot map, then :meth:`_follow_owners` of link ``name``."""
         try:
             await self._read_slots()
         except BrokerUnavailable as exc:
             self._follow_failed("checking the slots of %s: %s", name, exc)
             return
+        self._follow_owners(name)
+
+    def _slot_map_read(self) -> None:
+        """Someone else updated the slot map (the publish batcher's read after a
+        failed batch, or a ``MOVED`` it followed; the command client's read after
+        a failed command): the channels of every link that is down follow their
+        slots' new owners now (:meth:`_follow_owners`), rather than at that
+        link's next check (:meth:`_link_failed`). So a promoted replica gets
+        this process's subscriptions as soon as it gets its publishes. Links
+        that are up are left alone: a slot that moves away from a live master
+        is followed when that master says so (``sunsubscribe``, ``MOVED``),
+        as it keeps serving the slot's subscriptions until the move is done."""
+        if not self.cluster:
+            return
+        for name, link in list(self._links.items()):
+            if link.wanted and not link.connected:
+                self._follow_owners(name)
+
+    def _follow_owners(self, name: str) -> None:
+        """Every channel of the (still down) link ``name`` whose slot another node
+        serves in the slot map now follows it there (:meth:`_evicted`). The
+        rest stay held on ``name`` until it is back. No I/O."""
         link = self._links.get(name)
         if link is None or link.connected:
             return
