@@ -103,3 +103,33 @@ def test_sentinel_settings_that_cannot_be_used_are_refused_naming_the_setting(
         Settings()
     assert setting in str(refused.value)
     assert says in str(refused.value)
+
+
+def test_the_idempotency_window_defaults_to_300_seconds_and_0_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.idempotency_window, defaults.max_idempotency_keys) == (300.0, 10_000)
+    monkeypatch.setenv("ROOMCAST_IDEMPOTENCY_WINDOW", "0")
+    monkeypatch.setenv("ROOMCAST_MAX_IDEMPOTENCY_KEYS", "50")
+    settings = Settings()
+    assert (settings.idempotency_window, settings.max_idempotency_keys) == (0.0, 50)
+    assert Settings(idempotency_window=0.25).idempotency_window == 0.25
+
+
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        ({"idempotency_window": "-1"}, "ROOMCAST_IDEMPOTENCY_WINDOW"),
+        ({"idempotency_window": "soon"}, "ROOMCAST_IDEMPOTENCY_WINDOW"),
+        ({"max_idempotency_keys": "0"}, "ROOMCAST_MAX_IDEMPOTENCY_KEYS"),
+    ],
+)
+def test_idempotency_settings_that_cannot_be_used_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], setting: str
+) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(f"ROOMCAST_{name.upper()}", value)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert setting in str(refused.value)

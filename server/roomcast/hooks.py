@@ -24,7 +24,9 @@ request it was called for, never anybody's deliveries):
   request with the error.
 * ``on_publish(principal, room, data)``: every publish that comes over the
   wire (WebSocket and REST; not ``rc.publish`` from the application's own code),
-  after roomcast's permission and size checks, with ``data`` decoded. Return
+  after roomcast's permission and size checks, with ``data`` decoded; not for a
+  publish whose idempotency key is already known when it arrives (a duplicate,
+  not published again; retries racing each other may each run it). Return
   ``None`` to publish ``data`` as it is, or the value to publish instead (held
   to ``max_payload_bytes`` too: over it, the publish is refused ``too_large``).
 * ``on_disconnect(principal)``: a connection for which ``on_connect`` passed

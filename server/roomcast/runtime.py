@@ -82,6 +82,7 @@ def make_broker(settings: Settings) -> Broker:
             ping_interval=settings.redis_ping_interval,
             backoff_cap=settings.redis_backoff_cap,
             max_batch=settings.redis_max_batch,
+            idempotency_window=settings.idempotency_window,
             sentinels=settings.sentinel_addresses(),
             sentinel_service=settings.redis_sentinel_service,
             sentinel_password=(
@@ -95,6 +96,8 @@ def make_broker(settings: Settings) -> Broker:
         room_ttl=settings.room_ttl,
         max_rooms=settings.max_rooms,
         max_history_bytes=settings.max_history_bytes,
+        idempotency_window=settings.idempotency_window,
+        max_idempotency_keys=settings.max_idempotency_keys,
     )
 
 

@@ -3,6 +3,7 @@ its request handlers and background tasks, on a running
 :class:`~roomcast.runtime.Roomcast`::
 
     await rc.publish("orders:new", {"id": 7})             # -> Published
+    await rc.publish("orders:new", {"id": 7}, idempotency_key="order-7")  # once per window
     await rc.broadcast(["feed:a", "feed:b"], {"tick": 1})  # one publish per room
     page = await rc.history("chat:lobby", limit=20)        # -> History
     members = await rc.presence("chat:lobby")               # -> [PresenceEntry]
@@ -20,6 +21,11 @@ for ``durable`` on a room that is not persisted; ``PublishedNotPersisted`` for a
 ``durable`` publish that went out but was not committed (do not simply retry);
 ``NotStarted`` outside the lifespan.
 
+``idempotency_key``: a publish with a key the application already used in the
+room within ``idempotency_window`` seconds is not published again; it returns
+the first one's position with ``duplicate=True``. The application's keys are
+its own (whatever ``sender`` it names): they never meet a user's.
+
 ``disconnect`` and ``unsubscribe`` reach the user's connections on every
 worker through the broker (with Redis: a control channel, hub/control.py).
 """
@@ -34,11 +40,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .api.deps import NotStarted
-from .hub.broker import PresenceEntry
+from .hub.broker import Duplicate, IdempotencyKey, PresenceEntry
 from .protocol.codec import DataNotEncodable, encode_data
 from .protocol.codes import CloseCode, ErrorCode
 from .protocol.errors import RequestError
-from .protocol.frames import is_valid_room
+from .protocol.frames import is_valid_idempotency_key, is_valid_room
 from .transports.dispatch import NODE_ID
 
 if TYPE_CHECKING:
@@ -50,14 +56,21 @@ __all__ = ["History", "Message", "Published", "ServerAPI", "Stats", "SERVER_SEND
 SERVER_SENDER = "server"
 """The ``sender`` of what the application publishes, unless it names one."""
 
+APPLICATION_KEYS = ""
+"""The owner of the application's own idempotency keys: no principal's user id
+is empty, so they never meet a user's."""
+
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """Where a publish landed: its room's position."""
+    """Where a publish landed: its room's position. ``duplicate``: it was not
+    published again (its idempotency key was used before; the position is the
+    first publish's)."""
 
     room: str
     epoch: str
     offset: int
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +141,39 @@ class ServerAPI:
         return encoded
 
     async def publish(
-        self, room: str, data: Any, *, sender: str | None = None, durable: bool = False
+        self,
+        room: str,
+        data: Any,
+        *,
+        sender: str | None = None,
+        durable: bool = False,
+        idempotency_key: str | None = None,
     ) -> Published:
         """Publish ``data`` (any JSON value) to ``room``; every subscriber on every
         worker gets it as a ``message`` event from ``sender`` ("server" if None).
-        ``durable``: return once it is committed to SQL (persisted rooms only)."""
+        ``durable``: return once it is committed to SQL (persisted rooms only).
+        ``idempotency_key`` (1-128 printable ASCII characters, no spaces): see the
+        module docstring."""
         self._check_running()
         self._check_room(room)
+        idempotency = None
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not is_valid_idempotency_key(
+                idempotency_key
+            ):
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST,
+                    "idempotency_key must be 1-128 printable ASCII characters without spaces",
+                )
+            idempotency = IdempotencyKey(APPLICATION_KEYS, idempotency_key)
         event = await self.hub.publish(
-            room, self._encode(data), sender or SERVER_SENDER, durable=durable
+            room,
+            self._encode(data),
+            sender or SERVER_SENDER,
+            durable=durable,
+            idempotency=idempotency,
         )
-        return Published(room, event.epoch, event.offset)
+        return Published(room, event.epoch, event.offset, isinstance(event, Duplicate))
 
     async def broadcast(
         self, rooms: Iterable[str], data: Any, *, sender: str | None = None

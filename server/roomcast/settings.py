@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     """Bytes of retained history one process keeps over all rooms (memory broker); past
     it the oldest events of the largest rooms are let go (a resume from before them
     answers ``recovered: false``)."""
+    idempotency_window: Annotated[float, Field(ge=0)] = 300.0
+    """Seconds a publish's idempotency key is remembered: within it a publish with the
+    same key, room and user is answered with the first one's position and not
+    published again. 0: keys are ignored (every publish is published)."""
+    max_idempotency_keys: Count = 10_000
+    """Idempotency keys one room remembers at once (memory broker); past it the oldest
+    are forgotten, and a publish with one of those is published again."""
     presence: bool = True
     presence_ttl: Positive = 30.0
     """Seconds a presence entry lives unless its process refreshes it (Redis broker):

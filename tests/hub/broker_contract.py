@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from roomcast.hub.broker import Broker, BrokerSink, PresenceEntry
+from roomcast.hub.broker import Broker, BrokerSink, Duplicate, IdempotencyKey, PresenceEntry
 from roomcast.protocol.events import Event, Notice, Position
 
 MakeBroker = Callable[..., Awaitable[Broker]]
@@ -316,6 +316,130 @@ class BrokerContract:
             await controls_have(other_sink, 1)
         assert other_sink.controls == ([{"n": 2}] if self.shares_control else [])
         assert a_sink.controls == [{"n": 1}]
+
+    # -- idempotency keys -----------------------------------------------------------
+
+    async def test_a_key_used_again_in_the_window_answers_the_first_position_and_publishes_nothing(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("r")
+        key = IdempotencyKey("alice", "k-1")
+        first = await broker.publish("r", b'{"n":1}', "Alice", idempotency=key)
+        assert not isinstance(first, Duplicate)
+        again = await broker.publish("r", b'{"n":2}', "Alice again", idempotency=key)
+        assert isinstance(again, Duplicate)
+        assert again.position == first.position
+        assert again.original is not None
+        assert (again.data, again.sender) == (b'{"n":1}', "Alice")  # the first one's
+        marker = await broker.publish("r", b'{"n":3}', "Alice")  # arrives after any copy
+        assert marker.offset == first.offset + 1
+        await sink_has(sink, 2)
+        assert [(e.offset, e.data) for e in sink.events] == [(1, b'{"n":1}'), (2, b'{"n":3}')]
+        page = await broker.history("r", limit=10, before=None)
+        assert [e.data for e in page.events] == [b'{"n":1}', b'{"n":3}']
+
+    async def test_keys_are_apart_per_owner_and_per_room_whatever_characters_they_hold(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        keys = [("a:b", "c"), ("a", "b:c"), ("a:b:", "c"), ("", "a:b:c"), ("3:a", "bc"), ("ü", "x")]
+        keys += [("a", "{r}:c"), ("ab", ":c")]
+        events = [
+            await broker.publish("r", b"1", "x", idempotency=IdempotencyKey(owner, key))
+            for owner, key in keys
+        ]
+        elsewhere = await broker.publish("r2", b"1", "x", idempotency=IdempotencyKey("a", "b:c"))
+        assert not any(isinstance(e, Duplicate) for e in [*events, elsewhere])
+        assert [e.offset for e in events] == list(range(1, len(keys) + 1))
+        for (owner, key), event in zip(keys, events, strict=True):
+            again = await broker.publish("r", b"2", "x", idempotency=IdempotencyKey(owner, key))
+            assert isinstance(again, Duplicate)
+            assert again.position == event.position
+
+    async def test_publishes_enqueued_back_to_back_with_one_key_are_published_once(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, sink = await bound(make_broker)
+        await broker.subscribe("r")
+        key = IdempotencyKey("alice", "burst")
+        futures = [broker.enqueue_publish("r", b"%d" % i, "a", idempotency=key) for i in range(6)]
+        events = [await future for future in futures]
+        assert [isinstance(e, Duplicate) for e in events] == [False] + [True] * 5
+        assert {e.position for e in events} == {events[0].position}
+        await broker.publish("r", b"99", "a")  # a marker: any copy would have come before it
+        await sink_has(sink, 2)
+        assert [e.data for e in sink.events] == [b"0", b"99"]
+
+    async def test_find_duplicate_answers_a_used_key_and_changes_nothing(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        key = IdempotencyKey("alice", "k")
+        assert await broker.find_duplicate("r", key) is None
+        first = await broker.publish("r", b"1", "a", idempotency=key)
+        found = await broker.find_duplicate("r", key)
+        assert found is not None
+        assert found.position == first.position
+        assert found.original is not None
+        assert found.original.data == b"1"
+        assert await broker.find_duplicate("r", IdempotencyKey("bob", "k")) is None
+        assert await broker.find_duplicate("r2", key) is None
+        assert (await broker.recover("r", None)).position == first.position
+
+    async def test_a_duplicate_of_an_event_no_longer_retained_keeps_its_position(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker, history_size=2)
+        key = IdempotencyKey("alice", "old")
+        first = await broker.publish("r", b"1", "a", idempotency=key)
+        await publish_n(broker, "r", 3)
+        again = await broker.publish("r", b"2", "a", idempotency=key)
+        assert isinstance(again, Duplicate)
+        assert again.position == first.position
+        assert again.original is None
+        assert again.data == b"2"  # the retry's own: the first is gone
+        assert (await broker.recover("r", None)).position.offset == 4
+
+    async def test_a_key_publishes_again_once_its_window_has_passed(
+        self, make_broker: MakeBroker
+    ) -> None:
+        broker, _ = await bound(make_broker)
+        window = broker.idempotency_window
+        assert window == 300.0  # the default
+        broker.idempotency_window = 0.4
+        key = IdempotencyKey("alice", "k")
+        first = await broker.publish("r", b"1", "a", idempotency=key)
+        await asyncio.sleep(0.7)
+        second = await broker.publish("r", b"2", "a", idempotency=key)
+        assert not isinstance(second, Duplicate)
+        assert second.offset == first.offset + 1
+        broker.idempotency_window = window
+        third = await broker.publish("r", b"3", "a", idempotency=key)
+        assert isinstance(third, Duplicate)
+        assert third.position == second.position  # the key names the second one now
+
+    async def test_a_window_of_0_ignores_keys(self, make_broker: MakeBroker) -> None:
+        broker, _ = await bound(make_broker)
+        broker.idempotency_window = 0
+        key = IdempotencyKey("alice", "k")
+        events = [await broker.publish("r", b"1", "a", idempotency=key) for _ in range(2)]
+        assert [(isinstance(e, Duplicate), e.offset) for e in events] == [(False, 1), (False, 2)]
+        assert await broker.find_duplicate("r", key) is None
+
+    async def test_a_key_is_known_to_every_process_of_the_deployment(
+        self, make_broker: MakeBroker
+    ) -> None:
+        a, _ = await bound(make_broker)
+        b, _ = await bound(make_broker)
+        key = IdempotencyKey("alice", "k")
+        first = await a.publish("r", b"1", "x", idempotency=key)
+        on_b = await b.publish("r", b"1", "x", idempotency=key)
+        if self.shares_control:  # one deployment: one room, one key
+            assert isinstance(on_b, Duplicate)
+            assert on_b.position == first.position
+        else:  # a memory broker is a deployment of its own
+            assert not isinstance(on_b, Duplicate)
 
 
 async def sink_has(sink: RecordingSink, count: int, timeout: float = 5.0) -> None:

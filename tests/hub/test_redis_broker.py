@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
-from roomcast.hub.broker import BrokerUnavailable, Recovery
+from roomcast.hub.broker import BrokerUnavailable, Duplicate, IdempotencyKey, Recovery
 from roomcast.hub.redis import RedisBroker, decode_payload, encode_payload
 from roomcast.protocol.events import Position
 
@@ -205,6 +206,32 @@ async def test_publishes_enqueued_together_share_round_trips(redis_server: Redis
         events = await asyncio.gather(*(broker.enqueue_publish("r", b"1", "t") for _ in range(100)))
         assert [e.offset for e in events] == list(range(1, 101))
         assert 1 <= broker.publish_pipelines < 100
+    finally:
+        await broker.stop()
+
+
+async def test_an_idempotency_key_is_one_string_in_the_rooms_slot_expiring_with_the_window(
+    redis_server: RedisServer,
+) -> None:
+    p = prefix()
+    broker = RedisBroker(redis_server.url, prefix=p, idempotency_window=30)
+    broker.bind(RecordingSink())
+    await broker.start()
+    try:
+        key = IdempotencyKey("u:1", "a:b")
+        event = await broker.publish("chat:r", b"1", "t", idempotency=key)
+        name = broker.idempotency_key("chat:r", key)
+        assert name == f"{p}:{{chat:r}}:idem:3:u:1a:b"
+        assert key_slot(name.encode()) == key_slot(f"{p}:{{chat:r}}:meta".encode())
+        stored = await asyncio.to_thread(redis_server.cli, "GET", name)
+        assert stored == f"{event.epoch} {event.offset}"
+        ttl = int(await asyncio.to_thread(redis_server.cli, "PTTL", name))
+        assert 0 < ttl <= 30_000
+        # A duplicate runs no XADD and no PUBLISH: the stream holds one entry
+        again = await broker.publish("chat:r", b"2", "t", idempotency=key)
+        assert isinstance(again, Duplicate)
+        length = await asyncio.to_thread(redis_server.cli, "XLEN", f"{p}:{{chat:r}}:log")
+        assert int(length) == 1
     finally:
         await broker.stop()
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from ..auth import Principal
-from ..hub.broker import Unavailable
+from ..hub.broker import Duplicate, IdempotencyKey, Unavailable
 from ..hub.hub import DurableNotPersisted
 from ..hub.publishing import PublishedNotPersisted
 from ..protocol.codec import DataNotEncodable, encode_data
@@ -20,9 +20,10 @@ from .schemas import (
     ErrorBody,
     HistoryLimit,
     HistoryOut,
+    IdempotencyKeyHeader,
     PresenceOut,
     PublishBody,
-    PublishedOut,
+    PublishOut,
     RoomName,
 )
 from .security import AUTH_ERRORS, Caller, denied
@@ -55,7 +56,8 @@ def unavailable(exc: Unavailable) -> HTTPException:
 @router.post(
     "/rooms/{room}/messages",
     status_code=status.HTTP_201_CREATED,
-    response_model=PublishedOut,
+    response_model=PublishOut,
+    response_model_exclude_unset=True,
     responses=BAD_BODY | AUTH_ERRORS | NOT_PERSISTED | TOO_LARGE | NOT_COMMITTED | UNAVAILABLE,
 )
 async def publish(
@@ -66,29 +68,49 @@ async def publish(
     durable: Annotated[
         bool, Query(description="answer only once the event is committed (persisted rooms)")
     ] = False,
-) -> PublishedOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> PublishOut:
     """Publish `data` to the room: every subscriber gets it as a `message` event.
     Needs an API key, or a token whose `publish` patterns match the room.
     503: refused, nobody got it (retry). 500 with `durable`: it went out but was
-    not committed (`not_persisted`; do not simply retry)."""
+    not committed (`not_persisted`; do not simply retry). With an `Idempotency-Key`,
+    a retry within `idempotency_window` seconds is not published again: it gets
+    `201` with the first publish's position and `"duplicate": true`."""
     if not rc.authority.may_publish(caller, room):
         raise denied(caller, f"publish to {room!r}")
-    data = await checked_data(rc, caller, room, body.data)
+    data = encoded_data(rc, body.data)
+    idempotency = None if idempotency_key is None else IdempotencyKey(caller.user, idempotency_key)
     try:
-        # API keys are "api"; a token or the application's principal publishes as its user.
-        event = await rc.hub.publish(room, data, caller.name, durable=durable)
+        pending = None
+        if idempotency is not None and rc.services.hooks.on_publish:  # not run for a duplicate
+            pending = await rc.hub.submit_duplicate(room, idempotency, durable=durable)
+        if pending is None:
+            data = await hooked_data(rc, caller, room, body.data, data)
+            # API keys are "api"; a token or the application's principal publishes as its user.
+            pending = await rc.hub.submit_publish(
+                room, data, caller.name, durable=durable, idempotency=idempotency
+            )
+        event = await pending
     except DurableNotPersisted as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"durable publish: {exc}") from None
     except Unavailable as exc:
         raise unavailable(exc) from None
     except PublishedNotPersisted as exc:
         raise HTTPException(http_status_of(ErrorCode.NOT_PERSISTED), str(exc)) from None
-    return PublishedOut(room=room, epoch=event.epoch, offset=event.offset)
+    if isinstance(event, Duplicate):
+        return PublishOut(room=room, epoch=event.epoch, offset=event.offset, duplicate=True)
+    return PublishOut(room=room, epoch=event.epoch, offset=event.offset)
 
 
 async def checked_data(rc: RoomcastDep, caller: Principal, room: str, value: Any) -> bytes:
     """A REST publish's ``data`` as JSON bytes: encodable, within
     ``max_payload_bytes``, and as the application's ``on_publish`` has it."""
+    return await hooked_data(rc, caller, room, value, encoded_data(rc, value))
+
+
+def encoded_data(rc: RoomcastDep, value: Any) -> bytes:
+    """A REST publish's ``data`` as JSON bytes, encodable and within
+    ``max_payload_bytes`` (422 or 413 otherwise)."""
     try:
         data = encode_data(value)
     except DataNotEncodable as exc:  # a 422 like every other invalid body
@@ -99,6 +121,13 @@ async def checked_data(rc: RoomcastDep, caller: Principal, room: str, value: Any
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"data is {len(data)} bytes; the limit is {limit}"
         )
+    return data
+
+
+async def hooked_data(
+    rc: RoomcastDep, caller: Principal, room: str, value: Any, data: bytes
+) -> bytes:
+    """``data`` (``value`` encoded) as the application's ``on_publish`` has it."""
     try:
         replaced = await rc.services.hooks.publish(caller, room, value)
     except RequestError as exc:

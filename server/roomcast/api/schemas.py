@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Path
+from fastapi import Header, Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from ..hub.broker import HistoryPage, PresenceEntry
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event
-from ..protocol.frames import MAX_HISTORY_PAGE, ROOM_PATTERN
+from ..protocol.frames import MAX_HISTORY_PAGE, MAX_IDEMPOTENCY_KEY_LENGTH, ROOM_PATTERN
 
 __all__ = [
     "MAX_OFFSET",
@@ -19,9 +19,11 @@ __all__ = [
     "DisconnectBody",
     "ErrorBody",
     "HistoryOut",
+    "IdempotencyKeyHeader",
     "MessageOut",
     "PresenceOut",
     "PublishBody",
+    "PublishOut",
     "PublishedOut",
     "RoomName",
     "StatsOut",
@@ -35,6 +37,20 @@ RoomName = Annotated[
         pattern=f"^{ROOM_PATTERN.pattern}$",
         description="1-128 letters, digits and _ . : -",
         examples=["chat:lobby"],
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=r"^[!-~]+$",
+        description="1-128 printable ASCII characters, no spaces. A publish with the same "
+        "key, room and caller (user id) within idempotency_window seconds of the first is "
+        "not published again: it is answered with the first one's position and "
+        '`"duplicate": true`',
+        examples=["3f1c9e0a-7b2d-4c51-9a8e-2d6f0b1e4a77"],
     ),
 ]
 MAX_OFFSET = 2**53  # offsets and page positions stay exact in JSON (and fit BIGINT)
@@ -66,6 +82,14 @@ class PublishedOut(BaseModel):
     room: str
     epoch: str
     offset: int
+
+
+class PublishOut(PublishedOut):
+    duplicate: bool = Field(
+        default=False,
+        description="present, and true, only when this publish was not published again: "
+        "its Idempotency-Key was used before, and room, epoch and offset are the first one's",
+    )
 
 
 class MessageOut(BaseModel):

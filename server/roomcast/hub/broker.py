@@ -16,7 +16,13 @@ Contract (tests/hub/broker_contract.py runs it against every broker):
 * after ``subscribe(room)`` returns, every later publish to ``room`` reaches
   the sink; this is what lets the hub hand over from replay to live with no gap;
 * ``publish_control`` hands a control message to this process's sink before it
-  returns and to every other process's sink on the same broker once, in no room.
+  returns and to every other process's sink on the same broker once, in no room;
+* a publish with an :class:`IdempotencyKey` whose owner and key were already
+  used in the room within the broker's ``idempotency_window`` seconds (0: never)
+  is not published again: it returns a :class:`Duplicate` at the first one's
+  position, nothing is appended, delivered or fanned out. Checking and
+  publishing are one atomic step, across every process of the deployment;
+  ``find_duplicate`` only looks.
 
 Errors: a broker raises :class:`BrokerUnavailable` when it cannot do what was
 asked right now (the client gets ``unavailable``); never a silent drop.
@@ -41,8 +47,10 @@ __all__ = [
     "Broker",
     "BrokerSink",
     "BrokerUnavailable",
+    "Duplicate",
     "Unavailable",
     "HistoryPage",
+    "IdempotencyKey",
     "PresenceEntry",
     "Recovery",
     "ShardState",
@@ -56,6 +64,48 @@ class Unavailable(RoomcastError):
 
 class BrokerUnavailable(Unavailable):
     """The broker cannot serve the request now (e.g. Redis is down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A publisher's key for one publish, so that a retry is not published twice.
+
+    ``owner`` scopes it: the publishing principal's user id (``""`` for the
+    application's own publishes, which no principal has), so one user cannot
+    suppress another's publishes by guessing keys. ``key``: 1-128 printable
+    ASCII characters without spaces (the caller checks it)."""
+
+    owner: str
+    key: str
+
+
+class Duplicate(Event):
+    """The answer to a publish whose :class:`IdempotencyKey` was already used in
+    the room within the window: not published again, at the first publish's
+    position. It was not delivered, kept or archived.
+
+    ``original`` is the first publish's event when the broker still retains it
+    (its data, sender and time are then this one's too); None when it does not,
+    and then ``data``, ``sender`` and ``ts`` are those of the retry."""
+
+    __slots__ = ("original",)
+
+    def __init__(
+        self,
+        room: str,
+        position: Position,
+        original: Event | None,
+        data: bytes,
+        sender: str,
+        ts: float,
+    ) -> None:
+        if original is not None:
+            data, sender, ts = original.data, original.sender, original.ts
+        super().__init__(room, position.epoch, position.offset, data, sender, ts)
+        self.original = original
+
+    def __repr__(self) -> str:
+        return f"Duplicate({self.room!r}, {self.epoch!r}, {self.offset})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +171,9 @@ class BrokerSink(Protocol):
 class Broker(abc.ABC):
     """Positions, history, presence and fan-out for the rooms of one process."""
 
+    idempotency_window: float = 0.0
+    """Seconds a publish's idempotency key is kept; 0: keys are ignored."""
+
     def __init__(self) -> None:
         self._sink: BrokerSink | None = None
         self._last_enqueued: asyncio.Future[Event] | None = None
@@ -160,14 +213,36 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> Event:
         """Assign the next offset, append to history, fan out. Returns the event.
 
-        ``history_size``: the room's own bound on retained events, when it has one."""
+        ``history_size``: the room's own bound on retained events, when it has one.
+        ``idempotency``: when its owner and key were used in ``room`` within the
+        window, nothing is published and a :class:`Duplicate` is returned; else
+        the event is published and the key remembered with its position."""
+
+    @abc.abstractmethod
+    async def find_duplicate(self, room: str, idempotency: IdempotencyKey) -> Duplicate | None:
+        """What a publish with ``idempotency`` would be answered now if it is a
+        duplicate (when the original is gone, its ``data`` is ``null``, ``sender``
+        empty and ``ts`` 0); None when it is not (or the window is 0). Only looks:
+        a publish after it decides afresh."""
 
     def enqueue_publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> asyncio.Future[Event]:
         """Start :meth:`publish` now and return its future: publishes enqueued one
         after another (with no await between the calls) get offsets in that order,
@@ -181,7 +256,9 @@ class Broker(abc.ABC):
         async def run() -> Event:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])
-            return await self.publish(room, data, sender, history_size=history_size)
+            return await self.publish(
+                room, data, sender, history_size=history_size, idempotency=idempotency
+            )
 
         task = self._last_enqueued = asyncio.ensure_future(run())
         return task

@@ -39,10 +39,10 @@ from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
 from . import control
 from .archive import Archive, complete_recovery, extend_page
-from .broker import Broker, HistoryPage, PresenceEntry, Recovery, Unavailable
+from .broker import Broker, HistoryPage, IdempotencyKey, PresenceEntry, Recovery, Unavailable
 from .fanout import offer_rest
 from .local_room import LocalRoom, Pending, frame_for, reached
-from .publishing import DurableNotPersisted, submit_publish
+from .publishing import DurableNotPersisted, submit_duplicate, submit_publish
 from .stats import STATS
 from .subscriber import Subscriber
 from .supervise import supervised
@@ -394,25 +394,55 @@ class Hub:
 
     # -- requests --------------------------------------------------------------------
 
-    async def publish(self, room: str, data: bytes, sender: str, *, durable: bool = False) -> Event:
+    async def publish(
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        durable: bool = False,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Event:
         """Publish through the broker; for a persisted room also archive the event
         (``durable``: return only once it is committed).
+
+        ``idempotency``: a publish whose key was used in the room within the
+        window returns a :class:`~.broker.Duplicate` of the first one and is not
+        published again (publishing.py).
 
         Raises Unavailable when the broker or, for a persisted room, the archive
         cannot take it; DurableNotPersisted when ``durable`` asks for more than
         the room keeps.
         """
-        return await (await self.submit_publish(room, data, sender, durable=durable))
+        return await (
+            await self.submit_publish(room, data, sender, durable=durable, idempotency=idempotency)
+        )
 
     async def submit_publish(
-        self, room: str, data: bytes, sender: str, *, durable: bool = False
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        durable: bool = False,
+        idempotency: IdempotencyKey | None = None,
     ) -> asyncio.Future[Event]:
         """The first half of :meth:`publish`: check the room, then hand the event to
         the broker, which fixes its place (publishing.py). Submissions awaited one
         after another get offsets in that order, so a connection may submit its next
         publish before the previous one is answered. The future completes as
         :meth:`publish` would return (or raise)."""
-        return await submit_publish(self.broker, self.archive, room, data, sender, durable)
+        return await submit_publish(
+            self.broker, self.archive, room, data, sender, durable, idempotency
+        )
+
+    async def submit_duplicate(
+        self, room: str, idempotency: IdempotencyKey, *, durable: bool = False
+    ) -> asyncio.Future[Event] | None:
+        """If a publish with ``idempotency`` is a duplicate already, the future that
+        answers it as :meth:`submit_publish` would, with nothing published; None
+        when it is not (then submit the publish: the broker decides again)."""
+        return await submit_duplicate(self.broker, self.archive, room, idempotency, durable)
 
     async def disconnect_user(self, user_id: str, code: CloseCode) -> None:
         """Close every connection of ``user_id`` (:attr:`Subscriber.user_id`) with

@@ -22,6 +22,14 @@ seconds is dropped; if it had events in the fresh epoch, the fresh epoch is
 replaced first, so the room's next life starts in a new epoch and a resume from
 before it answers ``recovered: false`` (a position at offset 0 of an old fresh
 epoch, which names no event, then answers ``recovered: false`` too: a reload).
+
+Idempotency keys: each room remembers the keys of its publishes for
+``idempotency_window`` seconds (0: none) as key -> (position, expiry), oldest
+first. Expired keys are pruned on every keyed publish of the room and by the
+sweep of idle rooms (every ``room_ttl``/4 seconds, 1 to 60); past
+``max_idempotency_keys`` live keys in one room the oldest are dropped, so such
+a key may publish again. A room that is dropped takes its keys with it, and
+keys do not outlive the process.
 """
 
 from __future__ import annotations
@@ -31,10 +39,18 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from ..protocol.events import Event, Notice, Position
-from .broker import Broker, BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
+from .broker import (
+    Broker,
+    BrokerUnavailable,
+    Duplicate,
+    HistoryPage,
+    IdempotencyKey,
+    PresenceEntry,
+    Recovery,
+)
 from .supervise import supervised
 
 __all__ = ["EVENT_OVERHEAD", "MemoryBroker", "event_cost", "new_epoch"]
@@ -55,8 +71,12 @@ def new_epoch() -> str:
     return secrets.token_urlsafe(6)
 
 
+_Keys = OrderedDict[tuple[str, str], tuple[Position, float]]
+"""A room's idempotency keys: (owner, key) -> (position, expiry), oldest first."""
+
+
 class _RoomLog:
-    __slots__ = ("bytes", "epoch", "events", "offset", "presence", "used")
+    __slots__ = ("bytes", "epoch", "events", "keys", "offset", "presence", "used")
 
     def __init__(self, history_size: int, epoch: str) -> None:
         self.epoch = epoch
@@ -65,6 +85,17 @@ class _RoomLog:
         self.bytes = 0  # event_cost of the retained events
         self.presence: dict[str, PresenceEntry] = {}
         self.used = time.monotonic()
+        self.keys: _Keys | None = None  # made by the room's first keyed publish
+
+    def retained(self, position: Position) -> Event | None:
+        """The retained event at ``position``, if the ring still holds it."""
+        if position.epoch != self.epoch:
+            return None
+        index = position.offset - self.first_offset()
+        if not 0 <= index < len(self.events):
+            return None
+        event = self.events[index]
+        return event if event.offset == position.offset else None
 
     @property
     def position(self) -> Position:
@@ -85,12 +116,16 @@ class MemoryBroker(Broker):
         room_ttl: float = 3600.0,
         max_rooms: int = 100_000,
         max_history_bytes: int = 256 * 1024 * 1024,
+        idempotency_window: float = 300.0,
+        max_idempotency_keys: int = 10_000,
     ) -> None:
         super().__init__()
         self.history_size = history_size
         self.room_ttl = room_ttl
         self.max_rooms = max_rooms
         self.max_history_bytes = max_history_bytes
+        self.idempotency_window = idempotency_window
+        self.max_idempotency_keys = max_idempotency_keys
         self.history_bytes = 0  # event_cost of every retained event, all rooms
         self._fresh = new_epoch()  # new rooms start in it; unknown rooms read as in it
         self._rooms: dict[str, _RoomLog] = {}
@@ -144,7 +179,17 @@ class MemoryBroker(Broker):
             self.history_bytes -= log.bytes
             if log.offset and log.epoch == self._fresh:  # its next life: another epoch
                 self._fresh = new_epoch()
+        self._prune_keys(time.monotonic() if now is None else now)
         return len(idle)
+
+    def _prune_keys(self, now: float) -> None:
+        """Let expired idempotency keys go in every room (a room that no longer
+        publishes would keep them until it is dropped)."""
+        for log in self._rooms.values():
+            if log.keys is not None:
+                _prune(log.keys, now)
+                if not log.keys:
+                    log.keys = None
 
     def seed(self, room: str, position: Position, events: list[Event]) -> None:
         """Continue ``room`` at ``position`` with ``events`` as its retained
@@ -161,22 +206,48 @@ class MemoryBroker(Broker):
         self._recount(log)
 
     async def publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> Event:
-        return self._publish_now(room, data, sender, history_size)
+        return self._publish_now(room, data, sender, history_size, idempotency)
 
     def enqueue_publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> asyncio.Future[Event]:
         """Published (and delivered) before this returns: the future is done."""
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         try:
-            future.set_result(self._publish_now(room, data, sender, history_size))
+            future.set_result(self._publish_now(room, data, sender, history_size, idempotency))
         except BrokerUnavailable as exc:  # max_rooms
             future.set_exception(exc)
         return future
 
-    def _publish_now(self, room: str, data: bytes, sender: str, history_size: int | None) -> Event:
+    def _publish_now(
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        history_size: int | None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Event:
+        remember = idempotency is not None and self.idempotency_window > 0
+        if remember:
+            assert idempotency is not None
+            known = self._read(room)
+            seen = None if known is None else self._duplicate(known, idempotency)
+            if seen is not None:
+                return Duplicate(room, seen[0], seen[1], data, sender, time.time())
         log = self._room(room)
         size = history_size or self.history_size
         if log.events.maxlen != size:
@@ -185,9 +256,47 @@ class MemoryBroker(Broker):
         log.offset += 1
         event = Event(room, log.epoch, log.offset, data, sender, time.time())
         self._retain(log, event)
+        if remember:
+            assert idempotency is not None
+            self._remember(log, idempotency, event.position)
         if room in self._subscribed:
             self.sink.deliver(event)
         return event
+
+    async def find_duplicate(self, room: str, idempotency: IdempotencyKey) -> Duplicate | None:
+        log = self._rooms.get(room)
+        if log is None or self.idempotency_window <= 0:
+            return None
+        seen = self._duplicate(log, idempotency)
+        if seen is None:
+            return None
+        return Duplicate(room, seen[0], seen[1], b"null", "", 0.0)
+
+    def _duplicate(
+        self, log: _RoomLog, idempotency: IdempotencyKey
+    ) -> tuple[Position, Event | None] | None:
+        """The position (and retained event) a live key of ``log`` names."""
+        keys = log.keys
+        if not keys:
+            return None
+        now = time.monotonic()
+        _prune(keys, now)
+        seen = keys.get((idempotency.owner, idempotency.key))
+        if seen is None or seen[1] <= now:
+            return None
+        return seen[0], log.retained(seen[0])
+
+    def _remember(self, log: _RoomLog, idempotency: IdempotencyKey, position: Position) -> None:
+        keys = log.keys
+        if keys is None:
+            keys = log.keys = OrderedDict()
+        now = time.monotonic()
+        _prune(keys, now)
+        name = (idempotency.owner, idempotency.key)
+        keys[name] = (position, now + self.idempotency_window)
+        keys.move_to_end(name)
+        while len(keys) > self.max_idempotency_keys:
+            keys.popitem(last=False)  # the oldest: it may publish again
 
     def _retain(self, log: _RoomLog, event: Event) -> None:
         """Append ``event`` to ``log``'s ring and keep the byte counts: O(1), and
@@ -298,3 +407,12 @@ class MemoryBroker(Broker):
 
 def _size(log: _RoomLog) -> int:
     return log.bytes
+
+
+def _prune(keys: _Keys, now: float) -> None:
+    """Drop the expired keys: they are the oldest (one window for all)."""
+    while keys:
+        first = next(iter(keys))
+        if keys[first][1] > now:
+            return
+        del keys[first]

@@ -29,6 +29,10 @@ hold, no resync, no reset. Each message carries its process's node id; the
 sender applies its own at once and drops the echo. At most once: a message
 sent while a process's pub/sub link is down is lost for that process.
 
+Idempotency keys (:meth:`RedisBroker.idempotency_key`) are one string each in
+the room's slot, looked up and set by the same PUBLISH script that publishes,
+so a key is published at most once across every process and a restart.
+
 Every Redis error becomes :class:`BrokerUnavailable`: the client gets
 ``unavailable``, never a silent drop.
 """
@@ -46,7 +50,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..protocol.events import Event, Notice, Position
-from .broker import BrokerUnavailable, HistoryPage, PresenceEntry, Recovery
+from .broker import (
+    BrokerUnavailable,
+    Duplicate,
+    HistoryPage,
+    IdempotencyKey,
+    PresenceEntry,
+    Recovery,
+)
 from .memory import new_epoch
 from .redis_batch import MAIN, PublishBatcher
 from .redis_sentinel import RedisSentinelBase
@@ -125,20 +136,36 @@ class RedisBroker(RedisSentinelBase):
     # -- publishing ---------------------------------------------------------------------
 
     async def publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> Event:
-        return await self.enqueue_publish(room, data, sender, history_size=history_size)
+        return await self.enqueue_publish(
+            room, data, sender, history_size=history_size, idempotency=idempotency
+        )
 
     def enqueue_publish(
-        self, room: str, data: bytes, sender: str, *, history_size: int | None = None
+        self,
+        room: str,
+        data: bytes,
+        sender: str,
+        *,
+        history_size: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> asyncio.Future[Event]:
         """Queue the PUBLISH script in the batcher (redis_batch.py): publishes
-        enqueued one after another run in that order, many per round trip."""
+        enqueued one after another run in that order, many per round trip. With
+        an idempotency key (and a window), the script first looks the key up and
+        answers a :class:`Duplicate` of the first publish, publishing nothing."""
         if self._batcher is None:
             raise BrokerUnavailable("redis: the broker is not started")
         ts = time.time()
         keys = self._keys(room, "meta", "log")
-        args = [
+        args: list[Any] = [
             new_epoch(),
             encode_payload(ts, sender, data),
             history_size or self.history_size,
@@ -146,12 +173,40 @@ class RedisBroker(RedisSentinelBase):
             self.channel(room),
             self._publish_cmd,
         ]
+        if idempotency is not None and self.idempotency_window > 0:
+            keys.append(self.idempotency_key(room, idempotency))
+            args.append(max(1, round(self.idempotency_window * 1000)))
 
         def event(reply: Any) -> Event:
+            if len(reply) > 2:  # {epoch, offset, 1, payload}: a key seen before
+                return self._duplicate(room, reply, data, sender, ts)
             epoch, offset = reply
             return Event(room, epoch.decode(), int(offset), data, sender, ts)
 
         return self._batcher.enqueue(keys, args, event)
+
+    def idempotency_key(self, room: str, idempotency: IdempotencyKey) -> str:
+        """``P:{R}:idem:<bytes of owner>:<owner><key>``: the owner's length makes
+        the name unambiguous whatever the owner and key hold (``:`` included),
+        and the room's hash tag keeps it in the room's slot."""
+        owner = idempotency.owner
+        return f"{self.prefix}:{{{room}}}:idem:{len(owner.encode())}:{owner}{idempotency.key}"
+
+    def _duplicate(self, room: str, reply: Any, data: bytes, sender: str, ts: float) -> Duplicate:
+        epoch, offset, _, payload = reply
+        position = Position(epoch.decode(), int(offset))
+        original = None
+        if payload:  # the first publish's stream entry, still retained
+            then, by, what = decode_payload(payload)
+            original = Event(room, position.epoch, position.offset, what, by, then)
+        return Duplicate(room, position, original, data, sender, ts)
+
+    async def find_duplicate(self, room: str, idempotency: IdempotencyKey) -> Duplicate | None:
+        if self.idempotency_window <= 0:
+            return None
+        keys = [*self._keys(room, "meta", "log"), self.idempotency_key(room, idempotency)]
+        reply = await self._call("DUPLICATE", keys, [])
+        return self._duplicate(room, reply, b"null", "", 0.0) if reply else None
 
     async def publish_notice(self, notice: Notice) -> None:
         message = b"!" + orjson.dumps({"type": notice.kind, "room": notice.room, **notice.fields})

@@ -76,6 +76,7 @@ class RedisClientBase(Broker):
         sentinels: Sequence[tuple[str, int]] = (),
         sentinel_service: str = "mymaster",
         sentinel_password: str | None = None,
+        idempotency_window: float = 300.0,
     ) -> None:
         super().__init__()
         if cluster and sentinels:
@@ -91,6 +92,8 @@ class RedisClientBase(Broker):
         self._link_pool: SentinelConnectionPool | None = None
         self.max_batch = max_batch  # most publishes in one pipeline (redis_batch.py)
         self.history_size = history_size
+        self.idempotency_window = idempotency_window
+        """Seconds an idempotency key is kept (redis_scripts.PUBLISH); 0: none are."""
         self.room_ttl = max(1, int(room_ttl))
         self.presence_ttl = presence_ttl
         self.presence_refresh = presence_refresh

@@ -10,6 +10,9 @@ they live in one cluster slot and one script may touch them all:
 ``P:{R}:pres``      hash    presence: conn id -> JSON entry
 ``P:{R}:pexp``      zset    presence: conn id -> expiry (Redis server time)
 ``P:{R}:ch``        channel live events (PUBLISH, or SPUBLISH when sharded)
+``P:{R}:idem:N:OK`` string  an idempotency key's position, ``<epoch> <offset>``;
+                            ``N`` is the byte length of the owner ``O`` (a user
+                            id), ``K`` the key; expires after the window
 ==================  ======  =====================================================
 
 Every key gets an idle TTL (``room_ttl``), refreshed by publishes and, while
@@ -28,7 +31,16 @@ lost history shows up as a new epoch.
 
 from __future__ import annotations
 
-__all__ = ["HISTORY", "MAINTAIN", "NOTICE", "PRESENCE_ADD", "PRESENCE_LIST", "PUBLISH", "RECOVER"]
+__all__ = [
+    "DUPLICATE",
+    "HISTORY",
+    "MAINTAIN",
+    "NOTICE",
+    "PRESENCE_ADD",
+    "PRESENCE_LIST",
+    "PUBLISH",
+    "RECOVER",
+]
 
 _ENSURE_EPOCH = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -44,19 +56,49 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: meta, log. ARGV: candidate epoch, payload, history size, room ttl,
-# channel, 'PUBLISH' or 'SPUBLISH'. Returns {epoch, offset}.
+# An idempotency key seen before (KEYS: meta, log, idem): return, and publish
+# nothing, {epoch, offset, 1, payload} at the position it holds; payload is the
+# stream's entry there if it is still retained in that epoch, else false (nil).
+_SEEN = """
+local seen = redis.call('GET', KEYS[3])
+if seen then
+  local space = string.find(seen, ' ', 1, true)
+  local at_epoch = string.sub(seen, 1, space - 1)
+  local at = tonumber(string.sub(seen, space + 1))
+  local original = false
+  if redis.call('HGET', KEYS[1], 'e') == at_epoch then
+    local entry = redis.call('XRANGE', KEYS[2], at .. '-0', at .. '-0')
+    if #entry == 1 then original = entry[1][2][2] end
+  end
+  return {at_epoch, at, 1, original}
+end
+"""
+
+# KEYS: meta, log, and (a keyed publish) idem. ARGV: candidate epoch, payload,
+# history size, room ttl, channel, 'PUBLISH' or 'SPUBLISH', and (keyed) the
+# window in milliseconds. Returns {epoch, offset}; for a key seen within the
+# window, what _SEEN returns, and nothing is published, appended or renewed.
 PUBLISH = (
-    _ENSURE_EPOCH
+    "if KEYS[3] then\n"
+    + _SEEN
+    + "end\n"
+    + _ENSURE_EPOCH
     + """
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'p', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call(ARGV[6], ARGV[5], epoch .. ' ' .. offset .. ' ' .. ARGV[2])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], epoch .. ' ' .. offset, 'PX', ARGV[7])
+end
 return {epoch, offset}
 """
 )
+
+# KEYS: meta, log, idem. What PUBLISH would answer for a key seen within the
+# window ({epoch, offset, 1, payload or nil}), or nil; changes nothing.
+DUPLICATE = _SEEN + "return false\n"
 
 # KEYS: meta (only so a cluster client routes the call to the room's shard).
 # ARGV: 'PUBLISH' or 'SPUBLISH', channel, message.

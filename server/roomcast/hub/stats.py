@@ -13,6 +13,8 @@ import asyncio
 from bisect import bisect_left
 from typing import Any
 
+from .broker import Duplicate
+
 __all__ = ["LATENCY_BUCKETS", "STATS", "EvictionReason", "HubStats", "count_published"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -65,7 +67,8 @@ STATS = HubStats()
 
 
 def count_published(accepted: asyncio.Future[Any]) -> None:
-    """Count the publish ``accepted`` stands for once the broker has placed it."""
+    """Count the publish ``accepted`` stands for once the broker has placed it
+    (a duplicate of an earlier publish, broker.Duplicate, is not counted)."""
     if accepted.done():
         _count_published(accepted)
     else:
@@ -73,5 +76,6 @@ def count_published(accepted: asyncio.Future[Any]) -> None:
 
 
 def _count_published(accepted: asyncio.Future[Any]) -> None:
-    if not accepted.cancelled() and accepted.exception() is None:
+    done = not accepted.cancelled() and accepted.exception() is None
+    if done and not isinstance(accepted.result(), Duplicate):
         STATS.published += 1

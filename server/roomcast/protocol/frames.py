@@ -13,8 +13,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
     "MAX_EPOCH_LENGTH",
     "MAX_HISTORY_PAGE",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_ROOM_LENGTH",
     "MAX_TOKEN_LENGTH",
@@ -29,6 +31,7 @@ __all__ = [
     "Since",
     "Subscribe",
     "Unsubscribe",
+    "is_valid_idempotency_key",
     "is_valid_room",
     "namespace_of",
 ]
@@ -43,6 +46,9 @@ MAX_NAME_LENGTH = 64
 MAX_EPOCH_LENGTH = 64
 MAX_TOKEN_LENGTH = 8192
 MAX_HISTORY_PAGE = 1000
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,128}")
+"""An idempotency key: 1-128 printable ASCII characters, no spaces."""
 
 RequestId = Annotated[int | None, Field(default=None)]
 
@@ -50,6 +56,11 @@ RequestId = Annotated[int | None, Field(default=None)]
 def is_valid_room(room: str) -> bool:
     """1-128 characters of letters, digits and ``_ . : -``."""
     return ROOM_PATTERN.fullmatch(room) is not None
+
+
+def is_valid_idempotency_key(key: str) -> bool:
+    """1-128 printable ASCII characters without spaces (``!`` to ``~``)."""
+    return IDEMPOTENCY_KEY_PATTERN.fullmatch(key) is not None
 
 
 def namespace_of(room: str) -> str:
@@ -95,6 +106,17 @@ class Publish(_Frame):
     room: str
     data: JsonValue
     durable: bool = False
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            pattern=r"^[!-~]+$",
+            description="the same key, room and user within idempotency_window seconds: "
+            "answered with the first publish's position, not published again",
+        ),
+    ]
 
 
 class History(_Frame):

@@ -11,6 +11,7 @@ hooks.py), in the reader's own task. Errors become error replies here; only
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -18,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from ..hub.broker import Recovery, Unavailable
+from ..hub.broker import IdempotencyKey, Recovery, Unavailable
 from ..hub.hub import DurableNotPersisted, Hub
 from ..hub.publishing import PublishedNotPersisted
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
 from ..protocol.errors import ConnectionClosing, ConnectionRefused, RequestError, Unauthorized
-from ..protocol.events import Position
+from ..protocol.events import Event, Position
 from ..protocol.frames import (
     Connect,
     History,
@@ -38,6 +39,7 @@ from ..protocol.frames import (
 )
 from ..protocol.session import Session
 from .client import Client
+from .inflight import publish_result
 
 __all__ = ["PROTOCOL_VERSION", "handle_text"]
 
@@ -68,12 +70,8 @@ async def _carry_out(request: Request, hub: Hub, session: Session, client: Clien
     if client.principal is None:  # no connect frame: the handshake's token, or anonymous
         await client.login(client.handshake_token, None, rid)
     if isinstance(request, Publish):
-        data = await _checked_payload(request, session, client)
-        try:
-            event = await hub.publish(request.room, data, sub.user, durable=request.durable)
-        except DurableNotPersisted as exc:
-            raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
-        sub.offer(encode_reply(rid, {"epoch": event.epoch, "offset": event.offset}))
+        event = await (await _publish(request, hub, session, client))
+        sub.offer(encode_reply(rid, publish_result(event)))
     elif isinstance(request, Subscribe):
         client.check_read(request.room, rid)
         assert client.principal is not None  # check_read refuses without one
@@ -175,25 +173,36 @@ async def _submit_publish(request: Publish, hub: Hub, session: Session, client: 
     """Hand a publish to the hub and go on: its reply follows, in request order,
     when it completes (inflight.py)."""
     await client.inflight.room()
+    client.inflight.add(request.id, await _publish(request, hub, session, client))
+
+
+async def _publish(
+    request: Publish, hub: Hub, session: Session, client: Client
+) -> asyncio.Future[Event]:
+    """Check a publish (permission, size), let ``on_publish`` have its say, and
+    hand it to the hub; the future answers it. ``on_publish`` does not run for a
+    publish whose idempotency key is known already (it is not published again)."""
     rid = request.id
-    data = await _checked_payload(request, session, client)
+    client.check_publish(request.room, rid)
+    data = session.payload(request)
+    hooks = client.hooks
+    principal = client.principal
+    assert principal is not None  # check_publish refuses without one
+    key = request.idempotency_key
+    idempotency = None if key is None else IdempotencyKey(principal.user, key)
     try:
-        pending = await hub.submit_publish(
-            request.room, data, client.sub.user, durable=request.durable
+        if hooks.on_publish:
+            if idempotency is not None:
+                known = await hub.submit_duplicate(
+                    request.room, idempotency, durable=request.durable
+                )
+                if known is not None:
+                    return known
+            replaced = await hooks.publish(principal, request.room, request.data, rid)
+            if replaced is not None:
+                data = replaced
+        return await hub.submit_publish(
+            request.room, data, client.sub.user, durable=request.durable, idempotency=idempotency
         )
     except DurableNotPersisted as exc:
         raise RequestError(ErrorCode.BAD_REQUEST, f"durable publish: {exc}", rid) from None
-    client.inflight.add(rid, pending)
-
-
-async def _checked_payload(request: Publish, session: Session, client: Client) -> bytes:
-    """The data to publish: permission and size checked, then ``on_publish``'s say."""
-    client.check_publish(request.room, request.id)
-    data = session.payload(request)
-    hooks = client.hooks
-    if hooks.on_publish:
-        assert client.principal is not None  # check_publish refuses without one
-        replaced = await hooks.publish(client.principal, request.room, request.data, request.id)
-        if replaced is not None:
-            return replaced
-    return data

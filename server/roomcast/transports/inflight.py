@@ -22,15 +22,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from typing import Any
 
-from ..hub.broker import Unavailable
+from ..hub.broker import Duplicate, Unavailable
 from ..hub.publishing import PublishedNotPersisted
 from ..hub.subscriber import Subscriber
 from ..protocol.codec import encode_error, encode_reply
 from ..protocol.codes import ErrorCode
 from ..protocol.events import Event
 
-__all__ = ["InFlight"]
+__all__ = ["InFlight", "publish_result"]
 
 log = logging.getLogger("roomcast.dispatch")
 
@@ -38,6 +39,14 @@ log = logging.getLogger("roomcast.dispatch")
 _EMPTY: collections.deque[_Entry] = collections.deque(maxlen=0)
 """Shared by every InFlight that has not pipelined yet (an idle connection's deque
 would cost ~750 bytes); nothing is ever appended to it."""
+
+
+def publish_result(event: Event) -> dict[str, Any]:
+    """A publish's result: its position, and ``duplicate: true`` when it was not
+    published again (an idempotency key seen before, hub/publishing.py)."""
+    if isinstance(event, Duplicate):
+        return {"epoch": event.epoch, "offset": event.offset, "duplicate": True}
+    return {"epoch": event.epoch, "offset": event.offset}
 
 
 class _Entry:
@@ -113,8 +122,7 @@ def _answer(entry: _Entry) -> str:
         return encode_error(rid, ErrorCode.UNAVAILABLE, "publish cancelled")
     exc = future.exception()
     if exc is None:
-        event = future.result()
-        return encode_reply(rid, {"epoch": event.epoch, "offset": event.offset})
+        return encode_reply(rid, publish_result(future.result()))
     if isinstance(exc, Unavailable):
         return encode_error(rid, ErrorCode.UNAVAILABLE, str(exc) or "unavailable")
     if isinstance(exc, PublishedNotPersisted):  # it went out: not `unavailable`
