@@ -195,6 +195,31 @@ async def test_a_retry_after_a_dropped_connection_is_delivered_once(
     assert (await watcher.event())["data"] == "marker"  # and nothing between
 
 
+async def test_an_anonymous_clients_retry_after_a_reconnect_is_a_duplicate(
+    server_factory: ServerFactory,
+) -> None:
+    """Without tokens each connection gets a new ``anon-`` user id; anonymous clients
+    share one scope of keys, so the retry on the new connection finds its key."""
+    server = server_factory()
+    watcher = await Client.open(server.ws)
+    assert (await watcher.request("subscribe", room="chat:anon"))["ok"]
+    first = await Client.open(server.ws)
+    await first.send(publish_frame(1, "chat:anon", "hello", "anon-msg-1"))
+    event = await watcher.event()
+    first.conn.transport.abort()
+    retry = await Client.open(server.ws)
+    reply = await retry.request(
+        "publish", room="chat:anon", data="hello", idempotency_key="anon-msg-1"
+    )
+    assert reply["result"] == {
+        "epoch": event["epoch"],
+        "offset": event["offset"],
+        "duplicate": True,
+    }
+    await retry.request("publish", room="chat:anon", data="marker")
+    assert (await watcher.event())["data"] == "marker"
+
+
 async def test_a_retry_after_a_server_restart_on_redis_is_published_once(
     server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
@@ -307,8 +332,8 @@ async def test_on_publish_does_not_run_for_a_publish_known_as_a_duplicate() -> N
         async with httpx.AsyncClient(base_url=server.url) as http:
             posts = [
                 await http.post(
-                    "/rooms/r/messages", json={"data": n}, headers={"Idempotency-Key": "k"}
-                )
+                    "/rooms/r/messages", json={"data": n}, headers={"Idempotency-Key": "k2"}
+                )  # anonymous over REST too: the same scope as the socket's, so a key of its own
                 for n in (3, 4)
             ]
             page = (await http.get("/rooms/r/messages")).json()

@@ -79,7 +79,11 @@ async def publish(
     if not rc.authority.may_publish(caller, room):
         raise denied(caller, f"publish to {room!r}")
     data = encoded_data(rc, body.data)
-    idempotency = None if idempotency_key is None else IdempotencyKey(caller.user, idempotency_key)
+    idempotency = (
+        None
+        if idempotency_key is None
+        else IdempotencyKey(caller.idempotency_scope, idempotency_key)
+    )
     try:
         pending = None
         if idempotency is not None and rc.services.hooks.on_publish:  # not run for a duplicate

@@ -120,6 +120,15 @@ class Principal:
     admin: bool
     """May do anything: publish anywhere and administer rooms over REST (API keys)."""
 
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose idempotency keys a publish of this principal looks up: its user's;
+        every anonymous client shares one scope, ``"\\x00anon"``, which no user id
+        can be mistaken for in practice (an anonymous user id is new on each
+        connection, so a retry after a reconnect would never find its key; keys are
+        random, so anonymous clients do not meet each other's)."""
+        return "\x00anon" if self.anonymous else self.user
+
     def __init__(
         self,
         user: str,

@@ -189,7 +189,7 @@ async def _publish(
     principal = client.principal
     assert principal is not None  # check_publish refuses without one
     key = request.idempotency_key
-    idempotency = None if key is None else IdempotencyKey(principal.user, key)
+    idempotency = None if key is None else IdempotencyKey(principal.idempotency_scope, key)
     try:
         if hooks.on_publish:
             if idempotency is not None:
