@@ -62,6 +62,35 @@ def test_each_layer_imports_only_what_is_below_it() -> None:
     assert problems == []
 
 
+# Layers that may import only the roomcast packages listed (and themselves).
+ONLY: dict[str, set[str]] = {
+    # The Python client talks to a server over the wire: the protocol, nothing of the server.
+    "client": {"protocol", "client"},
+}
+SERVER_STACK = {
+    "fastapi",
+    "starlette",
+    "sse_starlette",
+    "uvicorn",
+    "redis",
+    "sqlmodel",
+    "sqlalchemy",
+}
+
+
+def test_the_client_imports_only_the_protocol_and_no_server_stack() -> None:
+    problems = []
+    for layer, allowed in ONLY.items():
+        for path in (PKG / layer).rglob("*.py"):
+            for module, line in imports_of(path):
+                parts = module.split(".")
+                bad_own = parts[0] == "roomcast" and (len(parts) < 2 or parts[1] not in allowed)
+                if bad_own or parts[0] in SERVER_STACK:
+                    problems.append(f"{path.relative_to(PKG)}:{line} imports {module}")
+    assert list((PKG / "client").glob("*.py")) != []
+    assert problems == []
+
+
 def test_only_db_imports_sqlmodel() -> None:
     problems = [
         f"{path.relative_to(PKG)}:{line}"

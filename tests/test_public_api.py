@@ -37,6 +37,7 @@ PUBLIC = [
     "Unavailable",
     "WebSocketProtocol",
     "__version__",
+    "client",
     "create_app",
     "run",
 ]
@@ -59,6 +60,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_every_error_a_host_catches_is_a_roomcast_error() -> None:
+    from roomcast import client
     from roomcast.api.deps import NotStarted
     from roomcast.auth import InvalidCredentials, TokenExpiredError, TooManyConnections
     from roomcast.db.store import DatabaseUnavailable, RoomExists
@@ -88,6 +90,14 @@ def test_every_error_a_host_catches_is_a_roomcast_error() -> None:
         DataNotEncodable,
         ConnectionRefused,
         LastEventIdError,
+        client.RequestRefused,
+        client.ClientError,
+        client.RequestTimeout,
+        client.QueueFull,
+        client.Disconnected,
+        client.PublishUnconfirmed,
+        client.ClientClosed,
+        client.ConnectionFailed,
     ]
     for error in errors:
         assert issubclass(error, roomcast.RoomcastError), error
@@ -101,6 +111,17 @@ def test_importing_roomcast_or_its_protocol_loads_no_web_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_client_is_reached_from_roomcast_and_loads_no_server_stack() -> None:
+    code = (
+        "import sys, roomcast; connect = roomcast.client.connect; "
+        "print(sorted(m for m in ('fastapi', 'starlette', 'sqlalchemy', 'redis', 'uvicorn') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
+    assert issubclass(roomcast.client.RequestRefused, roomcast.RequestError)
 
 
 def test_the_protocol_class_is_importable_the_way_uvicorn_imports_it() -> None:

@@ -6,7 +6,8 @@ The public API, what an application that mounts roomcast imports
     from roomcast import Hooks, Principal, Refused, Roomcast, RoomcastError, Settings
 
 Everything here is loaded on first use, so ``import roomcast.protocol`` (the
-load tester, a client) stays light.
+load tester, a client) stays light. ``roomcast.client`` is the Python client
+(docs/python-client.md): ``roomcast.client.connect(url)``.
 
 Errors: one tree, rooted at :class:`RoomcastError`::
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from . import client
     from .api.deps import Authenticate, NotStarted
     from .app import create_app
     from .auth import Principal
@@ -71,6 +73,7 @@ __all__ = [
     "Unavailable",
     "WebSocketProtocol",
     "__version__",
+    "client",
     "create_app",
     "run",
 ]
@@ -107,7 +110,12 @@ _WHERE = {
 }
 
 
+_SUBMODULES = frozenset({"client"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # importing sets it as an attribute of this package
+        return importlib.import_module(f"{__name__}.{name}")
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'roomcast' has no attribute {name!r}")
