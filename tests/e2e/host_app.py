@@ -153,12 +153,18 @@ def main() -> None:
     port = int(os.environ["HOST_APP_PORT"])
     workers = int(os.environ.get("HOST_APP_WORKERS", "1"))
     target = "tests.e2e.host_app:app"
+    # A worker answers uvicorn's health check only once it has imported this module
+    # (its __main__): on a loaded machine that may take longer than uvicorn's 5 s,
+    # and the supervisor would kill the starting worker and start another.
+    options: dict[str, Any] = {"workers": workers, "log_level": "info"}
+    if workers > 1:
+        options["timeout_worker_healthcheck"] = 30
     if os.environ.get("HOST_APP_SERVER", "roomcast") == "uvicorn":
         import uvicorn
 
-        uvicorn.run(target, port=port, workers=workers, log_level="info")
+        uvicorn.run(target, port=port, **options)
     else:
-        roomcast.run(target, port=port, workers=workers, log_level="info")
+        roomcast.run(target, port=port, **options)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import signal
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ class Replicas:
             "redis_prefix": f"ngx{uuid.uuid4().hex[:8]}",
             "drain_timeout": 2,
         }
-        self.servers = [factory(**self.settings), factory(**self.settings)]
+        with ThreadPoolExecutor(2) as pool:  # started together: each waits on its own
+            self.servers = list(pool.map(lambda _: factory(**self.settings), range(2)))
 
     def restart(self, n: int) -> ServerProcess:
         self.servers[n] = self.factory(listen_port=self.servers[n].port, **self.settings)
@@ -147,6 +149,7 @@ class SseResumer:
         self.closes: list[int] = []
         self.recovered: list[bool] = []
         self.last_id: str | None = None
+        self.subscribed = False
         self.stopping = False
 
     async def run(self) -> None:
@@ -158,8 +161,10 @@ class SseResumer:
                         self.last_id = stream.last_id
                         if event.event == "message":
                             self.offsets.append(event.data["offset"])
-                        elif event.event == "subscribed" and self.offsets:
-                            self.recovered.append(event.data["recovered"])
+                        elif event.event == "subscribed":
+                            self.subscribed = True
+                            if self.offsets:
+                                self.recovered.append(event.data["recovered"])
                         elif event.event == "close":
                             self.closes.append(event.data["code"])
             if not self.stopping:
@@ -205,7 +210,9 @@ async def test_a_rolling_restart_through_nginx_loses_nothing(
     streams = [SseResumer(f"{nginx.http}/rooms/{ROOM}/events") for _ in range(2)]
     publisher = Publisher(nginx.ws)
     tasks = [asyncio.create_task(c.run()) for c in [*clients, *streams]]
-    await asyncio.sleep(1.0)  # all subscribed
+    async with asyncio.timeout(20):  # all subscribed
+        while any(c.epoch is None for c in clients) or not all(s.subscribed for s in streams):
+            await asyncio.sleep(0.02)
     tasks.append(asyncio.create_task(publisher.run()))
 
     async def acked_more(than: int) -> None:

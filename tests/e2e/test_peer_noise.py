@@ -21,6 +21,7 @@ import httpx
 import pytest
 from websockets.frames import Frame, Opcode
 
+from .. import forkserver
 from ..auth.keys import SECRET, hs256, rsa_key, signed
 from ..conftest import ServerProcess, server_env
 from .client import Client, slow_reader_socket
@@ -78,8 +79,10 @@ def run_serve(tmp_path: Path, **settings: object) -> str:
     env = server_env(log_level="debug", **settings)
     command = [sys.executable, "-m", "roomcast", "serve", "--port", "0"]
     out = tmp_path / "serve.log"
-    with out.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=sink, stderr=sink)
+    with out.open("wb") as sink:  # forked like every test server (tests/forkserver.py)
+        process = forkserver.popen(command, env, tmp_path, out) or subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=sink, stderr=sink
+        )
     serving_since = None
     deadline = time.monotonic() + 20
     while process.poll() is None and time.monotonic() < deadline:
@@ -87,7 +90,7 @@ def run_serve(tmp_path: Path, **settings: object) -> str:
             serving_since = time.monotonic()
         if serving_since is not None and time.monotonic() - serving_since > 2:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     process.terminate()
     process.wait(15)
     return out.read_text(errors="replace")
@@ -113,7 +116,8 @@ PASSWORD = "pw" + secrets.token_hex(12)
         ({"redis_url": f"notaurl:{PASSWORD}@host"}, PASSWORD),
         ({"redis_url": f"redis://:{PASSWORD}@127.0.0.1:notaport/0"}, PASSWORD),
         ({"redis_url": f"redis://:{PASSWORD}@[::1/0"}, PASSWORD),
-        ({"redis_url": f"redis://u:{PASSWORD}@127.0.0.1:1/0"}, PASSWORD),  # nothing listens
+        # Nothing listens: it serves after redis_timeout (5 s by default) and reconnects.
+        ({"redis_url": f"redis://u:{PASSWORD}@127.0.0.1:1/0", "redis_timeout": "0.5"}, PASSWORD),
         ({"database_url": f"garbage:{PASSWORD}@host"}, PASSWORD),
         ({"database_url": f"nosuchdriver://app:{PASSWORD}@127.0.0.1/db"}, PASSWORD),
         ({"database_url": f"postgresql+asyncpg://app:{PASSWORD}@127.0.0.1:x/db"}, PASSWORD),

@@ -37,9 +37,13 @@ ROOM = "chat:lobby"
 LINKS = ("chat", "dashboard")
 
 
+HTTP = httpx.Client(timeout=10)
+"""One client for the module's REST calls: making one costs ~60 ms of CPU."""
+
+
 def publish(server: ServerProcess, room: str, data: Any) -> int:
     """Publish through the REST API of ``server``; the event's offset."""
-    reply = httpx.post(f"{server.http}/rooms/{room}/messages", json={"data": data}, timeout=10)
+    reply = HTTP.post(f"{server.http}/rooms/{room}/messages", json={"data": data})
     reply.raise_for_status()
     return int(reply.json()["offset"])
 
