@@ -18,7 +18,7 @@ from roomcast.hub.hub import Hub
 from roomcast.hub.memory import MemoryBroker
 from roomcast.hub.redis import RedisBroker
 from roomcast.hub.subscriber import Subscriber
-from roomcast.hub.supervise import supervised
+from roomcast.hub.supervise import stop_tasks, supervised
 from roomcast.protocol.codes import CloseCode
 
 from ..redis_server import RedisServer
@@ -313,3 +313,27 @@ async def test_the_publish_batcher_answers_a_failed_batch_and_comes_back(
         assert [e.offset for e in events] == [1, 2, 3]
     finally:
         await broker.stop()
+
+
+async def test_stop_tasks_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
+    """Python 3.11's wait_for/timeout can swallow a cancellation that meets their
+    timeout; the task goes on. stop_tasks cancels it again until it ends."""
+    swallowed = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.append(True)  # as if a timeout had taken it for its own
+        await asyncio.sleep(30)
+
+    async def failing() -> None:
+        raise RuntimeError("already failed")
+
+    task = asyncio.create_task(stubborn())
+    failed = asyncio.create_task(failing())
+    await asyncio.sleep(0)
+    await stop_tasks(task, failed, None, every=0.05)
+    assert swallowed == [True]
+    assert task.cancelled()
+    assert failed.done()

@@ -40,7 +40,6 @@ Every Redis error becomes :class:`BrokerUnavailable`: the client gets
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -63,7 +62,7 @@ from .redis_batch import MAIN, PublishBatcher
 from .redis_sentinel import RedisSentinelBase
 from .redis_wire import decode_payload
 from .redis_wire import encode_payload as encode_payload
-from .supervise import supervised
+from .supervise import stop_tasks, supervised
 
 __all__ = ["RedisBroker", "decode_payload", "encode_payload"]
 
@@ -111,10 +110,7 @@ class RedisBroker(RedisSentinelBase):
         await self._stop_following()
         if self._batcher is not None:
             await self._batcher.stop()
-        if self._upkeep is not None:
-            self._upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._upkeep
+        await stop_tasks(self._upkeep)
         for link in self._links.values():
             await link.stop()
         if self._client is not None:

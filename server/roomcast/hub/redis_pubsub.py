@@ -85,7 +85,7 @@ from redis.exceptions import MovedError, RedisError, ResponseError
 from .broker import BrokerUnavailable
 from .redis_subscriptions import _PING_REPLY, SubscriptionsBase, _ping
 from .redis_throttle import Throttled
-from .supervise import supervised
+from .supervise import stop_tasks, supervised
 
 __all__ = ["PubSubLink", "SlotMoved", "Throttled"]
 
@@ -153,13 +153,7 @@ class PubSubLink(SubscriptionsBase):
         return self._ready
 
     async def stop(self) -> None:
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop_tasks(self._task, *self._tasks)
         await self._drop()
 
     # -- the connection ---------------------------------------------------------------

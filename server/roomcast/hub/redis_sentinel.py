@@ -32,7 +32,6 @@ stays ``main``; its state counts the switches (``master_switches``, in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Coroutine
@@ -46,6 +45,7 @@ from .broker import ShardState
 from .redis_batch import MAIN
 from .redis_pubsub import PubSubLink, Throttled
 from .redis_slots import RedisSlotsBase
+from .supervise import stop_tasks
 
 __all__ = ["SWITCH_MASTER", "RedisSentinelBase"]
 
@@ -95,10 +95,7 @@ class RedisSentinelBase(RedisSlotsBase):
         await super()._stop_following()
         if self._watch is not None:
             await self._watch.stop()
-        for task in list(self._repointing):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(*self._repointing)
 
     def _sentinel_connection(self) -> Connection:
         """A connection to the next sentinel in the list (the watch's ``connect``)."""

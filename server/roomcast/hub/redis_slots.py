@@ -14,7 +14,6 @@ slot map is the cluster client's, read again at most every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -27,7 +26,7 @@ from redis.exceptions import MovedError, RedisClusterException, RedisError
 from .broker import BrokerUnavailable
 from .redis_pubsub import PubSubLink, SlotMoved, Throttled
 from .redis_shards import RedisShardsBase
-from .supervise import supervised
+from .supervise import stop_tasks, supervised
 
 __all__ = ["SLOTS_CHECK_EVERY", "SLOTS_READ_EVERY", "RedisSlotsBase"]
 
@@ -57,14 +56,7 @@ class RedisSlotsBase(RedisShardsBase):
 
     async def _stop_following(self) -> None:
         """Cancel the tasks following slots, and wait for them."""
-        following = [*self._rehoming.values(), *self._followers, self._slots_read]
-        for task in following:
-            if task is not None:
-                task.cancel()
-        for task in following:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop_tasks(*self._rehoming.values(), *self._followers, self._slots_read)
 
     async def _start_link(self, name: str, connect: Any, *, wait: bool = True) -> PubSubLink:
         link = self._links[name] = PubSubLink(

@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["RESTART_DELAY", "RESTART_DELAY_CAP", "supervised"]
+__all__ = ["RESTART_DELAY", "RESTART_DELAY_CAP", "stop_tasks", "supervised"]
 
 log = logging.getLogger("roomcast.supervise")
 
@@ -79,3 +79,21 @@ async def _supervise(
             log.exception("background task %s failed; restarting in %.2f s", name, pause)
         await asyncio.sleep(pause)
         pause = min(pause * 2, cap)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any] | None, every: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until each has ended, cancelling again every
+    ``every`` seconds those still running: on Python 3.11, ``asyncio.wait_for``
+    and ``asyncio.timeout`` can swallow a cancellation that arrives as their
+    timeout expires (a link waiting out its backoff, a read with a deadline),
+    and the task then goes on as if nobody had asked. Their outcomes are
+    collected (an exception here is the task's to have logged)."""
+    running = {task for task in tasks if task is not None}
+    everything = set(running)
+    while running:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=every)
+    for task in everything:
+        if not task.cancelled():
+            task.exception()
