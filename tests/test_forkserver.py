@@ -48,12 +48,12 @@ def test_a_refused_start_prints_and_exits_as_a_fresh_process_does(
 
 
 def test_a_forked_server_has_its_session_settings_folder_and_signals(tmp_path: Path) -> None:
+    if not forkserver.enabled():
+        pytest.skip("ROOMCAST_TEST_FORKSERVER=0: nothing is forked")
     server = start_server(
         tmp_path, log_level="info", database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db"
     )
     process = server.process
-    if not forkserver.enabled():
-        pytest.skip("ROOMCAST_TEST_FORKSERVER=0: nothing is forked")
     assert isinstance(process, forkserver.ForkedProcess)
     try:
         assert os.getsid(process.pid) == process.pid  # killpg(pid) ends it and its workers
