@@ -49,7 +49,7 @@ from .errors import (
 from .events import HistoryPage, Member, PublishResult, Session
 from .link import Ended, Link
 from .options import ClientOptions
-from .reconnect import ABNORMAL, backoff_delay, give_up
+from .reconnect import ABNORMAL, backoff_delay, first_attempt, give_up
 from .requests import IDEMPOTENCY_KEY, PendingRequests, check_room, request_fields
 from .rooms import Resubscribe, Rooms
 from .state import ConnectionState, StateChange, can_move
@@ -107,18 +107,13 @@ class Client:
             raise RuntimeError("the client was started already")
         self._first = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(), name=f"roomcast.client {self.url}")
-        try:
-            async with asyncio.timeout(self.options.connect_timeout):
-                await asyncio.shield(self._first)
-        except TimeoutError:
-            await self.close()
+        timeout = self.options.connect_timeout
+
+        def late() -> str:
             last = self._last_end.reason if self._last_end else "no attempt finished"
-            raise ConnectionFailed(
-                f"not connected within {self.options.connect_timeout:g} s ({last})"
-            ) from None
-        except BaseException:
-            await self.close()
-            raise
+            return f"not connected within {timeout:g} s ({last})"
+
+        await first_attempt(self._first, timeout, self.close, late)
 
     async def close(self) -> None:
         """Close for good: the connection (code 1000), every request still waiting

@@ -14,13 +14,14 @@ the same server spread their returns instead of arriving together.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..protocol.codes import should_reconnect
 from .errors import ConnectionFailed
 
-__all__ = ["ABNORMAL", "TOKEN_EXPIRED", "backoff_delay", "give_up"]
+__all__ = ["ABNORMAL", "TOKEN_EXPIRED", "backoff_delay", "first_attempt", "give_up"]
 
 ABNORMAL = 1006  # a connection that ended without a close frame
 TOKEN_EXPIRED = 3003
@@ -60,3 +61,24 @@ def give_up(
     if not should_reconnect(code):
         return ConnectionFailed(f"closed by the server: {reason} ({code})", close_code=code)
     return None
+
+
+async def first_attempt(
+    first: asyncio.Future[None],
+    timeout: float | None,
+    close: Callable[[], Awaitable[None]],
+    late: Callable[[], str],
+) -> None:
+    """Wait up to ``timeout`` for ``first`` (set by the runner once it is through,
+    or failed with why it stopped); on the deadline or any error ``close()``, and
+    on the deadline raise :class:`ConnectionFailed` with ``late()`` as its message.
+    ``start`` of the WebSocket client and of the event stream."""
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(first)
+    except TimeoutError:
+        await close()
+        raise ConnectionFailed(late()) from None
+    except BaseException:
+        await close()
+        raise

@@ -42,7 +42,7 @@ from .errors import ClientClosed, ConnectionFailed
 from .events import Event, Message, Recovered, Reset, SubscribeResult, Unsubscribed, event_of
 from .options import StreamOptions
 from .position import RoomPosition
-from .reconnect import ABNORMAL, backoff_delay, give_up
+from .reconnect import ABNORMAL, backoff_delay, first_attempt, give_up
 from .state import ConnectionState, StateChange, can_move
 from .tokens import TokenProvider, TokenSource
 
@@ -133,17 +133,10 @@ class EventStream:
             raise RuntimeError("the stream was started already")
         self._first = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(), name=f"roomcast.client.sse {self.url}")
-        try:
-            async with asyncio.timeout(self.options.connect_timeout):
-                await asyncio.shield(self._first)
-        except TimeoutError:
-            await self.close()
-            raise ConnectionFailed(
-                f"no event stream within {self.options.connect_timeout:g} s"
-            ) from None
-        except BaseException:
-            await self.close()
-            raise
+        timeout = self.options.connect_timeout
+        await first_attempt(
+            self._first, timeout, self.close, lambda: f"no event stream within {timeout:g} s"
+        )
 
     async def close(self) -> None:
         """Stop reading; iterating ends after the events already received."""
