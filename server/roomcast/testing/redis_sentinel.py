@@ -60,6 +60,20 @@ class RedisSentinel(RedisServer):
         lines = self.cli("SENTINEL", "MASTER", self.service).splitlines()
         return dict(zip(lines[::2], lines[1::2], strict=False))
 
+    def replica_promotable(self, port: int) -> bool:
+        """Whether this sentinel could promote the replica on ``port`` now: it is
+        connected to it, has its ``INFO`` (a run id) and sees its link to the master
+        up. A replica only just discovered is listed ``slave,disconnected`` and a
+        failover then answers ``NOGOODSLAVE``."""
+        lines = self.cli("SENTINEL", "REPLICAS", self.service).splitlines()
+        fields = dict(zip(lines[::2], lines[1::2], strict=False))
+        return (
+            fields.get("port") == str(port)
+            and fields.get("flags") == "slave"
+            and bool(fields.get("runid"))
+            and fields.get("master-link-status") == "ok"
+        )
+
 
 class RedisSentinels:
     """A master, one replica of it (``--replicaof``) and ``sentinels`` (1 or 3)
@@ -131,7 +145,7 @@ class RedisSentinels:
         for sentinel in self.sentinels:
             if sentinel.info().get("num-other-sentinels") != others:
                 return False
-            if str(self.replica.port) not in sentinel.cli("SENTINEL", "REPLICAS", self.service):
+            if not sentinel.replica_promotable(self.replica.port):
                 return False
         return True
 
@@ -147,12 +161,21 @@ class RedisSentinels:
         """:attr:`master` or :attr:`replica`, by port."""
         return self.master if port == self.master.port else self.replica
 
-    def failover(self) -> str:
+    def failover(self, timeout: float = 10.0) -> str:
         """``SENTINEL FAILOVER`` through the first running sentinel: the replica is
         promoted, the old master stays up and is made its replica; the sentinel's
-        answer (``OK``)."""
+        answer (``OK``). While the sentinel answers ``NOGOODSLAVE`` (it has not yet
+        heard from the replica since the last role change) it is asked again, for
+        at most ``timeout`` seconds."""
         running = [s for s in self.sentinels if s.process is not None]
-        return running[0].cli("SENTINEL", "FAILOVER", self.service) if running else ""
+        if not running:
+            return ""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = running[0].cli("SENTINEL", "FAILOVER", self.service)
+            if not answer.startswith("NOGOODSLAVE") or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """Kill every process."""
