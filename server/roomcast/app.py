@@ -28,6 +28,13 @@ from .settings import Settings
 
 __all__ = ["Roomcast", "create_app", "make_broker"]
 
+DESCRIPTION = (
+    "Rooms over WebSocket (`/ws`) and Server-Sent Events, with history, resume and "
+    "presence. This page is the REST surface; the real-time protocol is described by an "
+    "AsyncAPI 3.0 document: [asyncapi.json](asyncapi.json), and as a page: "
+    "[asyncapi](asyncapi)."
+)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The standalone roomcast application: it owns its process, so it drains on
@@ -40,7 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tune_gc(rc.settings.gc_freeze, rc.settings.gc_threshold)
             yield
 
-    app = FastAPI(title="roomcast", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="roomcast",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     app.include_router(rc.router)
     app.add_middleware(realtime.DirectWebSocketRoute)  # /ws without the stack (realtime.py)
     install_error_handlers(app)

@@ -35,7 +35,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from .api import health, metrics, realtime, rooms, server
+from .api import contract, health, metrics, realtime, rooms, server
 from .api import messages as messages_api
 from .api.bodylimit import GuardedRouter, body_guard
 from .api.deps import Authenticate, binder
@@ -178,7 +178,9 @@ class Roomcast(ServerAPI):
         if settings.metrics:
             self.probe_router.include_router(metrics.router, dependencies=bound)
         self.page_router = APIRouter()
-        """The browser pages and roomcast.js (setting ``web``)."""
+        """The protocol's AsyncAPI document and page (api/contract.py), and the
+        browser pages and roomcast.js (setting ``web``)."""
+        self.page_router.include_router(contract.router, dependencies=bound)
         if settings.web:
             pages = web_router(settings.web_dir or default_web_dir())
             self.page_router.include_router(pages, dependencies=bound)

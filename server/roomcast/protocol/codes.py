@@ -22,6 +22,7 @@ __all__ = [
     "ErrorCode",
     "close_reason",
     "closing_code_of",
+    "error_meaning",
     "http_status_of",
     "should_reconnect",
 ]
@@ -126,6 +127,29 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     NOT_PERSISTED = "not_persisted"  # delivered live, not committed: do not just retry
     INTERNAL = "internal"
+
+
+_MEANINGS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "a malformed frame, a field missing, of the wrong type or out of range",
+    ErrorCode.UNKNOWN_OP: "op is not one of the eight ops",
+    ErrorCode.NOT_SUBSCRIBED: "unsubscribe of a room this connection is not subscribed to",
+    ErrorCode.ROOM_INVALID: "not a valid room name, or longer than max_room_length",
+    ErrorCode.TOO_LARGE: "publish data over max_payload_bytes",
+    ErrorCode.RATE_LIMITED: "publish over the connection's rate; the message says when to retry",
+    ErrorCode.LIMIT_EXCEEDED: "max_subscriptions, or a user at max_connections_per_user",
+    ErrorCode.FORBIDDEN: "the token does not allow this room (or another user's token)",
+    ErrorCode.UNAUTHORIZED: "refresh with an invalid token",
+    ErrorCode.TOKEN_EXPIRED: "refresh with an expired token",
+    ErrorCode.UNAVAILABLE: "the broker cannot serve it now: retry later",
+    ErrorCode.NOT_PERSISTED: "a durable publish went out but was not committed: check history, "
+    "do not just retry",
+    ErrorCode.INTERNAL: "an unexpected server error (logged by the server)",
+}
+
+
+def error_meaning(code: ErrorCode) -> str:
+    """One line on when the server answers ``code`` (docs/protocol.md has the table)."""
+    return _MEANINGS[code]
 
 
 _HTTP_STATUS: dict[ErrorCode, int] = {

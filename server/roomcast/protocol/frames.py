@@ -50,7 +50,17 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 128
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,128}")
 """An idempotency key: 1-128 printable ASCII characters, no spaces."""
 
-RequestId = Annotated[int | None, Field(default=None)]
+RequestId = Annotated[
+    int | None, Field(default=None, description="echoed in the reply, to match it to this request")
+]
+RoomName = Annotated[
+    str,
+    Field(
+        description="a room: 1-128 letters, digits and _ . : - (else room_invalid)",
+        # Documented, not validated here: codec.py answers room_invalid, not bad_request.
+        json_schema_extra={"pattern": ROOM_PATTERN.pattern.join("^$")},
+    ),
+]
 
 
 def is_valid_room(room: str) -> bool:
@@ -81,31 +91,53 @@ class Since(_Frame):
 
 
 class Connect(_Frame):
+    """Authenticate and name the connection; if sent, the first request."""
+
     op: Literal["connect"]
     id: RequestId
-    name: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)]
-    token: Annotated[str | None, Field(default=None, max_length=MAX_TOKEN_LENGTH)]
+    name: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=MAX_NAME_LENGTH,
+            description="display name without a token (ignored with one)",
+        ),
+    ]
+    token: Annotated[
+        str | None,
+        Field(default=None, max_length=MAX_TOKEN_LENGTH, description="a JWT (auth=jwt)"),
+    ]
 
 
 class Subscribe(_Frame):
+    """Start receiving a room's events, resuming after ``since`` if given."""
+
     op: Literal["subscribe"]
     id: RequestId
-    room: str
-    since: Since | None = None
+    room: RoomName
+    since: Annotated[
+        Since | None,
+        Field(default=None, description="the last position seen: replay what came after"),
+    ]
 
 
 class Unsubscribe(_Frame):
+    """Stop receiving a room's events."""
+
     op: Literal["unsubscribe"]
     id: RequestId
-    room: str
+    room: RoomName
 
 
 class Publish(_Frame):
+    """Append a JSON value to a room and send it to every subscriber."""
+
     op: Literal["publish"]
     id: RequestId
-    room: str
-    data: JsonValue
-    durable: bool = False
+    room: RoomName
+    data: Annotated[JsonValue, Field(description="any JSON value, null included")]
+    durable: Annotated[bool, Field(default=False, description="answer once stored in the database")]
     idempotency_key: Annotated[
         str | None,
         Field(
@@ -120,17 +152,24 @@ class Publish(_Frame):
 
 
 class History(_Frame):
+    """A page of a room's retained events, oldest first."""
+
     op: Literal["history"]
     id: RequestId
-    room: str
+    room: RoomName
     limit: Annotated[int, Field(default=50, ge=1, le=MAX_HISTORY_PAGE)]
-    before: Annotated[int | None, Field(default=None, ge=1)]
+    before: Annotated[
+        int | None,
+        Field(default=None, ge=1, description="events below this offset; null: the newest"),
+    ]
 
 
 class Presence(_Frame):
+    """The room's members: one entry per subscribed connection."""
+
     op: Literal["presence"]
     id: RequestId
-    room: str
+    room: RoomName
 
 
 class Refresh(_Frame):
@@ -142,6 +181,8 @@ class Refresh(_Frame):
 
 
 class Ping(_Frame):
+    """An application-level round trip; the reply carries the server's time."""
+
     op: Literal["ping"]
     id: RequestId
 
