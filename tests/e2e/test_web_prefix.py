@@ -161,3 +161,25 @@ def test_a_host_page_that_imports_the_prefixed_library_talks_to_the_prefix_witho
     assert urls == [f"ws://127.0.0.1:{server.port}{PREFIX}/ws"] * 3
     assert got["feeds"] == [f"{server.http}{PREFIX}/events?room=feed%3Ax"] * 2
     assert pages.errors == []
+
+
+def test_the_protocol_page_under_a_prefix_is_readable_and_links_its_document(
+    app_factory: AppFactory, pages: Pages
+) -> None:
+    """/rt/asyncapi in a real browser: nothing refused by its Content-Security-Policy,
+    the contents links land on their sections, and its document link is the prefixed
+    /rt/asyncapi.json describing the prefixed socket."""
+    server = host_app(app_factory)
+    page = pages.open(f"{server.http}{PREFIX}/asyncapi", "asyncapi")
+    assert page.title() == "roomcast protocol"
+    page.locator("nav").get_by_role("link", name="Close codes").click()
+    page.wait_for_url(f"{server.http}{PREFIX}/asyncapi#close")
+    assert page.locator("#close").is_visible()
+    assert page.locator("#close + p + table tr").count() > 10
+    href = page.get_by_role("link", name="asyncapi.json").evaluate("a => a.href")
+    assert href == f"{server.http}{PREFIX}/asyncapi.json"
+    doc = httpx.get(href, timeout=10).json()
+    assert doc["servers"]["websocket"]["pathname"] == PREFIX
+    assert f"ws://127.0.0.1:{server.port}{PREFIX}/ws" in page.content()
+    assert pages.errors == []
+    assert [line for line in pages.console if "error" in line] == []
