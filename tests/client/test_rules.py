@@ -21,6 +21,7 @@ from roomcast.client import (
     SubscribeResult,
     backoff_delay,
 )
+from roomcast.client.events import Session
 from roomcast.client.position import RoomPosition
 from roomcast.client.reconnect import give_up
 from roomcast.client.requests import PendingRequests, request_fields
@@ -186,10 +187,18 @@ async def test_a_lost_connection_keeps_unsent_and_keyed_requests_and_fails_the_r
     assert pending.attach(again, [], "alice") == []  # type: ignore[arg-type]
     assert [again.get_nowait(), again.get_nowait()] == [keyed, unsent]
     assert pending.resent == 1
-    # Under another user id (anonymous) a resend could publish twice: refused.
+    # Under another user's scope the server could not tell a repeat: refused.
     keyed.sent = True
     pending.detach("alice")
-    assert pending.attach(asyncio.Queue(), [], "anon-1") == [keyed]
+    assert pending.attach(asyncio.Queue(), [], "bob") == [keyed]  # type: ignore[arg-type]
+
+
+def test_anonymous_sessions_share_one_idempotency_scope_as_on_the_server() -> None:
+    anon = [Session("c", "ann", f"anon-{n}", None, "n", 1) for n in ("1a2b3c", "4d5e6f")]
+    assert anon[0].idempotency_scope == anon[1].idempotency_scope
+    assert anon[0].idempotency_scope != "anon-1a2b3c"
+    token = Session("c", "ann", "anon-1a2b3c", 1.0e10, "n", 1)  # a token's sub, however named
+    assert token.idempotency_scope == "anon-1a2b3c"
 
 
 def test_request_fields_come_from_the_protocols_frame_models() -> None:

@@ -366,15 +366,14 @@ class Client:
         self.session = Session.of(reply["result"])
         resubscribes = self._rooms.connected(link)
         first = [request for _, _, request in resubscribes]
-        unsafe = self._requests.attach(link.outbox, first, self.session.user_id)
+        unsafe = self._requests.attach(link.outbox, first, self.session.idempotency_scope)
         self._ready = True
         for request in unsafe:
             request.future.set_exception(
                 PublishUnconfirmed(
                     f"the connection was lost before the reply to this publish, and the new "
                     f"connection has another user id ({self.session.user_id}): the server "
-                    f"keeps idempotency keys per user, so it is not resent (an anonymous "
-                    f"client's id changes on every connection: use a token)"
+                    f"keeps idempotency keys per user, so it is not resent"
                 )
             )
         resuming, self._ever_connected = self._ever_connected, True
@@ -388,8 +387,8 @@ class Client:
         """Fail what the connection took with it; keep what the next one can send."""
         self._ready = False
         self._rooms.disconnected()
-        user_id = self.session.user_id if self.session is not None else None
-        for request in self._requests.detach(user_id):
+        scope = self.session.idempotency_scope if self.session is not None else None
+        for request in self._requests.detach(scope):
             if request.future.done():
                 continue
             if request.op == "publish" and not request.internal:

@@ -174,6 +174,15 @@ class Session:
     node: str
     version: int
 
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose idempotency keys the server checks a publish against: the user id,
+        except that every anonymous connection (no token, so no ``expires``, and a
+        new ``anon-`` id each time) shares one scope on the server."""
+        if self.expires is None and self.user_id.startswith("anon-"):
+            return "\x00anon"
+        return self.user_id
+
     @classmethod
     def of(cls, result: Frame) -> Session:
         return cls(

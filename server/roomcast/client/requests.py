@@ -10,9 +10,9 @@ When a connection ends, what happens to a request it had:
 
 * not written yet: it waits for the next connection (nothing was sent);
 * written, and ``resendable`` (a publish with an idempotency key): it waits for the
-  next connection and is sent again there, if that connection has the same user id
-  (the server keeps keys per user; an anonymous client's id changes, so its resend
-  could be published twice: it fails instead);
+  next connection and is sent again there, if that connection has the same scope of
+  keys (the server keeps keys per user, and one scope for every anonymous
+  connection; under another, a resend could be published twice: it fails instead);
 * written, otherwise: it fails (:class:`Disconnected`, or :class:`PublishUnconfirmed`
   for a publish): it may have taken effect, and sending it again could repeat it.
 
@@ -178,9 +178,9 @@ class PendingRequests:
         then every waiting request in call order, then whatever is submitted later.
 
         Returns the requests to resend that were written under another user id: the
-        server keeps idempotency keys per user, so it could not tell a repeat of
-        those (an anonymous client gets a new id on every connection). They are not
-        sent; their callers must be told."""
+        server keeps idempotency keys per user (``Session.idempotency_scope``), so it
+        could not tell a repeat of those. They are not sent; their callers must be
+        told."""
         self._outbox = outbox
         waiting, self._waiting = self._waiting, []
         refused = [r for r in waiting if r.sent_as is not None and r.sent_as != user_id]
