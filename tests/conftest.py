@@ -8,17 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from roomcast.testing import free_port
 
-from . import forkserver
+from . import contract, forkserver
 
 if TYPE_CHECKING:
     from .postgres_server import PostgresServer
@@ -45,6 +46,58 @@ def require(condition: bool, what: str) -> None:
 def _own_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's in-process app gets its own SQLite file, never ./roomcast.db."""
     monkeypatch.setenv("ROOMCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/roomcast.db")
+
+
+# -- every frame a server sends in these directories is checked against the AsyncAPI document
+
+CONTRACT_DIRS = ("e2e", "testing", "cluster")
+"""tests/<dir> whose tests talk to real roomcast servers (tests/contract.py)."""
+FRAME_STATS = "ROOMCAST_FRAME_STATS"
+"""Set to 1: print how many frames of each message were checked, at the end."""
+_frames_seen: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _server_frames_follow_the_document(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Records every frame the test's clients receive (tests/contract.py) and, when it
+    ends, fails it if one is not a message of the AsyncAPI document."""
+    path = Path(request.node.path)
+    relative = path.relative_to(ROOT / "tests").parts if path.is_relative_to(ROOT / "tests") else ()
+    if len(relative) < 2 or relative[0] not in CONTRACT_DIRS:
+        yield
+        return
+    tap = contract.install(monkeypatch)
+    yield
+    seen, failures = tap.check()
+    _frames_seen.update(seen)
+    if failures:
+        pytest.fail(
+            f"{len(failures)} frame(s) the AsyncAPI document does not describe:\n"
+            + "\n".join(failures[:20]),
+            pytrace=False,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller adds it up
+        workeroutput["frames_seen"] = dict(_frames_seen)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _frames_seen.update(getattr(node, "workeroutput", {}).get("frames_seen", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not os.environ.get(FRAME_STATS) or not _frames_seen:
+        return
+    checked = sum(n for name, n in _frames_seen.items() if name != "(undescribed)")
+    terminalreporter.write_sep("-", f"frames checked against the AsyncAPI document: {checked}")
+    for name, count in sorted(_frames_seen.items()):
+        terminalreporter.write_line(f"{name:>20} {count}")
 
 
 @dataclass

@@ -11,15 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from .. import contract
 from ..conftest import ROOT, ServerProcess, free_port, launch, server_env
 
 AppFactory = Callable[..., ServerProcess]
+PROTOCOL_STUB = "tests.e2e.stub_server:app"
+"""Sends whatever frames a test asks for: not checked against the AsyncAPI document."""
 
 
 def start_app(tmp_path: Path, target: str, ready: str, **settings: object) -> ServerProcess:
     """``python -m uvicorn <target>`` (``module:attribute``, importable from the
     repository root) with ROOMCAST_* ``settings``; returns once GET ``ready`` is 200."""
     port = free_port()
+    if target == PROTOCOL_STUB and (tap := contract.current()) is not None:
+        tap.not_roomcast(port)
     command = [sys.executable, "-m", "uvicorn", target, "--app-dir", str(ROOT),
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
     return launch(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .. import contract
 from ..conftest import ROOT, require
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class Pages:
     def open(self, url: str, label: str = "page") -> Page:
         context = self.browser.new_context(viewport={"width": 1100, "height": 700})
         page = context.new_page()
+        if (tap := contract.current()) is not None:
+            tap.watch_page(page)  # its WebSocket frames are checked against the AsyncAPI document
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda error: self.errors.append(f"{label}: {error}"))
         page.on("console", lambda m: self.console.append(f"{label}: {m.type}: {m.text}"))
