@@ -4,7 +4,10 @@
 // (docs/protocol.md): it reconnects with exponential backoff and full jitter,
 // obeys the close-code ranges, resubscribes every room from the last position
 // it saw and reports whether the gap was recovered, keeps requests as promises
-// with timeouts, and drops nothing twice. `FeedStream` reads the same rooms
+// with timeouts, and drops nothing twice. Every publish carries an idempotency
+// key, and one whose reply a dropped connection took is sent again once
+// reconnected (the server answers a repeat with the first one's position).
+// `FeedStream` reads the same rooms
 // over Server-Sent Events for pages that only listen. Manual: docs/client.md.
 //
 // Where it connects: by default to the server this module was loaded from,
@@ -22,6 +25,28 @@ export const PROTOCOL_VERSION = 1;
 // would only repeat it (protocol/codes.py, should_reconnect).
 const CLIENT_FAULTS = new Set([1002, 1003, 1007, 1008, 1009]);
 export const TOKEN_EXPIRED = 3003;
+
+// A publish's idempotency key: 1-128 printable ASCII characters, no spaces.
+const IDEMPOTENCY_KEY = /^[!-~]{1,128}$/;
+
+/** A fresh idempotency key: a random UUID, or 32 random hex digits where
+ * `crypto.randomUUID` is missing (a page that is not a secure context). */
+export function newIdempotencyKey() {
+  const crypto = globalThis.crypto;
+  if (typeof crypto?.randomUUID === "function") return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (typeof crypto?.getRandomValues === "function") crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Whose idempotency keys the server checks a publish of connection `info` (its
+ * connect result) against: its user id, except that every anonymous connection (no
+ * token, so no `expires`, and a new `anon-` id each time) shares one scope. As
+ * roomcast.client's `Session.idempotency_scope`. */
+function keyScope(info) {
+  return info.expires == null && info.user_id.startsWith("anon-") ? "\0anon" : info.user_id;
+}
 
 /** Whether a client that saw close `code` should reconnect (and resume). */
 export function shouldReconnect(code) {
@@ -59,7 +84,9 @@ export function describeState({ state, code, reason, delay }) {
  * client gave up on: `timeout`, `disconnected` (sent, but the connection was
  * lost before the reply: it may or may not have taken effect), `closed`
  * (the client was closed or gave up), `queue_full`, or `unsubscribed` (a
- * room's first subscribe, when the server removed the client from the room). */
+ * room's first subscribe, when the server removed the client from the room).
+ * A publish's error has its `idempotencyKey` (if it had one), to send it again
+ * with the same key. */
 export class RoomcastError extends Error {
   constructor(code, message) {
     super(message || code);
@@ -176,9 +203,14 @@ export class Room extends Emitter {
     return this.client.request("unsubscribe", { room: this.name });
   }
 
-  /** Publish `data`; resolves with `{epoch, offset}`. */
+  /** Publish `data`; resolves with `{epoch, offset}` (and `duplicate: true` when
+   * the server had already published it under its key). Options: `timeout`;
+   * `idempotencyKey`, a key of your own, or `false` for none (default: a fresh one,
+   * unless the client's `idempotencyKeys` is off); `resend` (default: the client's
+   * `resendPublishes`): with a key, send it again on the next connection when a
+   * dropped one took its reply. */
   publish(data, options) {
-    return this.client.request("publish", { room: this.name, data }, options);
+    return this.client._publish(this.name, data, options);
   }
 
   /** A page of history: `{events, more, epoch, offset}` (oldest first). */
@@ -265,6 +297,8 @@ export class Roomcast extends Emitter {
       maxQueue: 100, // at most this many waiting; one more is refused
       pingInterval: 20000, // ms of silence before an application ping
       pingTimeout: 10000, // ms for its reply before the connection counts as lost
+      idempotencyKeys: true, // every publish gets a fresh key unless it brings its own
+      resendPublishes: true, // a keyed publish whose reply was lost is sent again
       WebSocket: globalThis.WebSocket,
       autoConnect: true,
       ...options,
@@ -283,6 +317,7 @@ export class Roomcast extends Emitter {
     this._lastFrame = 0;
     this._upSince = 0;
     this._ready = false; // connect answered: requests go straight out
+    this.resent = 0; // publishes sent again after a reconnect (they had a key)
     if (this.options.autoConnect) this.connect();
   }
 
@@ -304,16 +339,38 @@ export class Roomcast extends Emitter {
     this._stop("closed", { code: 1000, reason: "closed by the client" });
   }
 
-  /** Send one request; resolves with its `result`, rejects with `RoomcastError`. */
+  /** Send one request; resolves with its `result`, rejects with `RoomcastError`.
+   * Never sent again after a dropped connection (use `room.publish` for that). */
   request(op, fields = {}, { timeout = this.options.requestTimeout } = {}) {
+    return this._request(op, fields, timeout, false);
+  }
+
+  _publish(room, data, options = {}) {
+    const { timeout = this.options.requestTimeout, resend = this.options.resendPublishes } = options;
+    let key = options.idempotencyKey;
+    if (key === undefined || key === null) {
+      key = this.options.idempotencyKeys ? newIdempotencyKey() : null;
+    } else if (key === false) {
+      key = null;
+    } else if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+      const message = "idempotencyKey: 1-128 printable ASCII characters, no spaces";
+      return Promise.reject(new RoomcastError("bad_request", message));
+    }
+    const fields = key === null ? { room, data } : { room, data, idempotency_key: key };
+    return this._request("publish", fields, timeout, key !== null && Boolean(resend));
+  }
+
+  /** `resendable`: sent again on the next connection if this one is lost before
+   * the reply, provided the next one has the same scope of keys (`sentAs`: the user
+   * and scope of the connection it was first sent on). */
+  _request(op, fields, timeout, resendable) {
     if (this.state === "closed" || this.state === "failed") {
       return Promise.reject(new RoomcastError("closed", `the client is ${this.state}`));
     }
     return new Promise((resolve, reject) => {
-      const request = { op, fields, resolve, reject, timer: null, id: null };
+      const request = { op, fields, resolve, reject, timer: null, id: null, resendable, sentAs: null };
       request.timer = setTimeout(() => {
-        this._forget(request);
-        reject(new RoomcastError("timeout", `no reply to ${op} within ${timeout} ms`));
+        this._fail(request, "timeout", `no reply to ${op} within ${timeout} ms`);
       }, timeout);
       if (this._ready) {
         this._send(request);
@@ -366,7 +423,8 @@ export class Roomcast extends Emitter {
       return;
     }
     if ("type" in frame) {
-      this.rooms.get(frame.room)?._deliver(frame);
+      const room = this.rooms.get(frame.room);
+      if (room?.wanted) room._deliver(frame); // not a room given up (unsubscribed, timed out)
     } else if (frame.id === 0 && !this._ready) {
       this._connected(frame);
     } else {
@@ -395,7 +453,22 @@ export class Roomcast extends Emitter {
     const rooms = [...this.rooms.values()].filter((room) => room.wanted);
     const waiting = this._waiting.splice(0);
     const results = rooms.map((room) => this._resubscribe(room));
-    for (const request of waiting) this._send(request);
+    const user = this.info.user_id;
+    const scope = keyScope(this.info);
+    for (const request of waiting) {
+      if (request.sentAs === null) {
+        this._send(request);
+      } else if (request.sentAs.scope === scope) {
+        this.resent += 1;
+        this._send(request);
+      } else {
+        // The server keeps keys per user: under another user it could not tell a repeat.
+        const why =
+          "the connection was lost before the reply to this publish, and the new one is " +
+          `of another user (${request.sentAs.user} -> ${user}): not sent again`;
+        this._fail(request, "disconnected", why);
+      }
+    }
     const settled = await Promise.allSettled(results);
     if (this._ws === null || !this._ready) return; // lost again meanwhile
     const recovered = settled.every((s) => s.status === "fulfilled" && s.value.recovered);
@@ -409,14 +482,29 @@ export class Roomcast extends Emitter {
     if (!this._ready || room.subscribed) return null;
     room.subscribed = true;
     const since = room.position.since;
+    const ws = this._ws;
     try {
       const result = await this.request("subscribe", { room: room.name, since });
       room._subscribedWith(result, since);
       return result;
     } catch (err) {
       room.subscribed = false;
-      if (err.code !== "disconnected" && err.code !== "timeout") room._refused(err);
+      if (err.code === "timeout") this._subscribeLate(room, err, ws);
+      else if (err.code !== "disconnected") room._refused(err);
       throw err;
+    }
+  }
+
+  /** No reply to `room`'s subscribe in time on connection `ws`. A first
+   * `subscribe()` rejects with the timeout and the room is given up (and
+   * unsubscribed, should the reply still come); a resubscribe's connection is
+   * dropped, and the next one subscribes again. */
+  _subscribeLate(room, err, ws) {
+    if (room._settle) {
+      room._refused(err, { quiet: true });
+      if (this._ready && this._ws === ws) this.request("unsubscribe", { room: room.name }).catch(() => {});
+    } else if (room.wanted && ws && this._ws === ws) {
+      this._lost({ code: 1006, reason: `no reply to subscribe ${room.name} in time` });
     }
   }
 
@@ -433,6 +521,14 @@ export class Roomcast extends Emitter {
     if (i >= 0) this._waiting.splice(i, 1);
   }
 
+  /** Settle `request` with a `RoomcastError` of the client's own. */
+  _fail(request, code, message) {
+    this._forget(request);
+    const err = new RoomcastError(code, message);
+    if (request.fields.idempotency_key !== undefined) err.idempotencyKey = request.fields.idempotency_key;
+    request.reject(err);
+  }
+
   _lost({ code, reason }) {
     const ws = this._ws;
     this._ws = null;
@@ -440,11 +536,22 @@ export class Roomcast extends Emitter {
     this._stopPings();
     if (ws && ws.readyState <= 1) ws.close();
     for (const room of this.rooms.values()) room.subscribed = false;
-    // What was sent may or may not have taken effect: its sender decides.
+    // What was sent may or may not have taken effect. A publish with a key waits for
+    // the next connection (within its timeout, at most `maxQueue` waiting) and is sent
+    // again there, where the server answers a repeat with the first one's position;
+    // anything else fails: its sender decides.
+    const again = [];
     for (const request of [...this._pending.values()]) {
-      this._forget(request);
-      request.reject(new RoomcastError("disconnected", `connection lost (${code})`));
+      if (request.resendable && again.length + this._waiting.length < this.options.maxQueue) {
+        this._pending.delete(request.id);
+        request.id = null;
+        request.sentAs ??= { user: this.info.user_id, scope: keyScope(this.info) };
+        again.push(request);
+      } else {
+        this._fail(request, "disconnected", `connection lost (${code})`);
+      }
     }
+    this._waiting.unshift(...again);
     if (this.state === "closed" || this.state === "failed") return;
     if (this._upSince && Date.now() - this._upSince >= this.options.stableAfter) this._attempt = 0;
     this._upSince = 0;
@@ -475,8 +582,8 @@ export class Roomcast extends Emitter {
     const code = detail.code ? ` (${detail.code})` : "";
     const why = state === "failed" ? `gave up: ${detail.reason || "closed"}${code}` : "closed by the client";
     for (const request of [...this._pending.values(), ...this._waiting]) {
-      this._forget(request);
-      request.reject(new RoomcastError("closed", why));
+      // A publish waiting to be sent again may have gone out: not `closed` but `disconnected`.
+      this._fail(request, request.sentAs === null ? "closed" : "disconnected", why);
     }
     for (const room of this.rooms.values()) room._refused(new RoomcastError("closed", why), { quiet: true });
   }
