@@ -13,7 +13,6 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/roomcast/bin/pip install --no-cache-dir -r requirements.txt
 COPY server/ server/
-COPY web/ web/
 RUN /opt/roomcast/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim

@@ -304,12 +304,12 @@ class Settings(BaseSettings):
     (logs, ``max_connections_per_ip``). ``*`` only where nothing but the proxy can
     reach the server."""
 
-    # -- browser pages (web/: roomcast.js, /chat, /dashboard) -----------------------
+    # -- browser pages (roomcast/web: roomcast.js, /chat, /dashboard) -----------------
     web: bool = True
     """Serve the browser client and its pages: ``/``, ``/chat``, ``/dashboard``,
     ``/roomcast.js`` (docs/client.md). Off for an app that mounts only the API."""
     web_dir: Path | None = None
-    """The folder of those files; default: ``web/`` of the roomcast checkout."""
+    """The folder of those files; default: the ``web`` folder of the installed package."""
 
     @field_validator(
         "jwt_algorithms", "allowed_origins", "api_keys", "redis_sentinels", mode="before"

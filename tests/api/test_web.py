@@ -97,7 +97,7 @@ def test_pages_and_scripts_refer_to_the_server_only_relatively() -> None:
     """So they work under any prefix: links, styles and imports are relative, and
     roomcast.js finds /ws and /events next to itself (only the host's /docs is
     absolute)."""
-    web = ROOT / "web"
+    web = ROOT / "server" / "roomcast" / "web"
     found = {
         f"{path.name}:{n}: {line.strip()}"
         for path in sorted(web.glob("*.htm*")) + sorted(web.glob("*.js"))
@@ -141,14 +141,15 @@ async def test_a_folder_without_the_client_is_reported(
 
 
 def test_the_checkout_serves_its_own_web_folder() -> None:
-    assert default_web_dir() == ROOT / "web"
+    assert default_web_dir() == ROOT / "server" / "roomcast" / "web"
 
 
 def test_every_file_of_web_is_installed_with_the_package() -> None:
-    """``pip install .`` copies web/ through pyproject's data-files: a new kind of
-    file there must be listed, or an installed server would not have it."""
+    """``pip install .`` copies roomcast/web through pyproject's package-data: a new
+    kind of file there must be listed, or an installed server would not have it."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["data-files"]["share/roomcast/web"]
-    files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "web").iterdir())
+    patterns = config["tool"]["setuptools"]["package-data"]["roomcast"]
+    package = ROOT / "server" / "roomcast"
+    files = sorted(p.relative_to(package).as_posix() for p in (package / "web").iterdir())
     assert files
     assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []

@@ -1,6 +1,7 @@
 """The browser side, served as static files: ``/`` (an index of the pages),
 ``/chat``, ``/dashboard``, ``/roomcast.js`` and the pages' own files under
-``/web/``. No build step: the files of ``web/`` are sent as they are
+``/web/``. No build step: the files of the package's ``web/`` folder
+(``roomcast/web``, package data) are sent as they are
 (docs/client.md). Pages get a Content-Security-Policy that allows only this
 origin's scripts, styles and connections, so a message that slipped past the
 pages' escaping still could not load or run anything."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
+from importlib import resources
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, status
@@ -36,12 +37,10 @@ HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 
 def default_web_dir() -> Path:
-    """``web/`` of the roomcast checkout this runs from (an editable install), else
-    the copy an installed wheel put in ``<prefix>/share/roomcast/web``."""
-    checkout = Path(__file__).resolve().parents[3] / "web"
-    if (checkout / "roomcast.js").is_file():
-        return checkout
-    return Path(sys.prefix) / "share" / "roomcast" / "web"
+    """The ``web`` folder inside the installed ``roomcast`` package, however it was
+    installed (a wheel, ``pip install .`` or an editable checkout): the files travel
+    with the code, so one install never changes what another serves."""
+    return Path(str(resources.files("roomcast") / "web"))
 
 
 def web_router(directory: Path) -> APIRouter:
