@@ -194,11 +194,16 @@ async def test_a_lost_connection_keeps_unsent_and_keyed_requests_and_fails_the_r
 
 
 def test_anonymous_sessions_share_one_idempotency_scope_as_on_the_server() -> None:
-    anon = [Session("c", "ann", f"anon-{n}", None, "n", 1) for n in ("1a2b3c", "4d5e6f")]
+    anon = [Session("c", "ann", f"anon-{n}", None, "n", 1, True) for n in ("1a2b3c", "4d5e6f")]
     assert anon[0].idempotency_scope == anon[1].idempotency_scope
     assert anon[0].idempotency_scope != "anon-1a2b3c"
-    token = Session("c", "ann", "anon-1a2b3c", 1.0e10, "n", 1)  # a token's sub, however named
-    assert token.idempotency_scope == "anon-1a2b3c"
+    # The server says who is anonymous: a host's principal named anon-... with no expiry is not.
+    named = Session("c", "ann", "anon-1a2b3c", None, "n", 1, False)
+    assert named.idempotency_scope == "anon-1a2b3c"
+    # A server from before the field: no expiry and an anon- id is taken as anonymous.
+    old = {"conn": "c", "user": "a", "user_id": "anon-1a2b3c", "expires": None, "node": "n"}
+    assert Session.of(old).anonymous
+    assert not Session.of({**old, "expires": 1.0e10}).anonymous
 
 
 def test_request_fields_come_from_the_protocols_frame_models() -> None:

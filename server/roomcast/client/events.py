@@ -173,21 +173,23 @@ class Session:
     expires: float | None
     node: str
     version: int
+    anonymous: bool
 
     @property
     def idempotency_scope(self) -> str:
         """Whose idempotency keys the server checks a publish against: the user id,
-        except that every anonymous connection (no token, so no ``expires``, and a
+        except that every anonymous connection (``anonymous``: no credentials, and a
         new ``anon-`` id each time) shares one scope on the server."""
-        if self.expires is None and self.user_id.startswith("anon-"):
-            return "\x00anon"
-        return self.user_id
+        return "\x00anon" if self.anonymous else self.user_id
 
     @classmethod
     def of(cls, result: Frame) -> Session:
+        anonymous = result.get("anonymous")
+        if not isinstance(anonymous, bool):  # a server from before the field
+            anonymous = result.get("expires") is None and result["user_id"].startswith("anon-")
         return cls(
             result["conn"], result["user"], result["user_id"], result.get("expires"),
-            result.get("node", ""), result.get("version", 1),
+            result.get("node", ""), result.get("version", 1), anonymous,
         )  # fmt: skip
 
 

@@ -77,6 +77,7 @@ SERVER_EXAMPLES: dict[str, list[dict[str, Any]]] = {
                     "expires": None,
                     "node": "23411ddb",
                     "version": 1,
+                    "anonymous": True,
                 },
             },
         )

@@ -81,6 +81,13 @@ class ConnectResult(_ServerFrame):
     expires: Annotated[UnixTime | None, Field(description="the token's exp; null without one")]
     node: Annotated[str, Field(description="the server process (8 hex digits, new per start)")]
     version: Annotated[Literal[1], Field(description="the protocol version")]
+    anonymous: Annotated[
+        bool,
+        Field(
+            description="no credentials: every anonymous connection shares one scope of "
+            "idempotency keys (its user_id is new on each connection)"
+        ),
+    ]
 
 
 class SubscribeResult(_ServerFrame):

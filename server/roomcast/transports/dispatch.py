@@ -128,6 +128,7 @@ async def _connect(request: Connect, client: Client) -> None:
         "expires": principal.expires,
         "node": NODE_ID,
         "version": PROTOCOL_VERSION,
+        "anonymous": principal.anonymous,
     }
     sub.offer(encode_reply(request.id, result))
 

@@ -41,11 +41,14 @@ export function newIdempotencyKey() {
 }
 
 /** Whose idempotency keys the server checks a publish of connection `info` (its
- * connect result) against: its user id, except that every anonymous connection (no
- * token, so no `expires`, and a new `anon-` id each time) shares one scope. As
+ * connect result) against: its user id, except that every anonymous connection
+ * (`anonymous`: no credentials, a new `anon-` id each time) shares one scope. As
  * roomcast.client's `Session.idempotency_scope`. */
 function keyScope(info) {
-  return info.expires == null && info.user_id.startsWith("anon-") ? "\0anon" : info.user_id;
+  const anonymous = typeof info.anonymous === "boolean"
+    ? info.anonymous
+    : info.expires == null && info.user_id.startsWith("anon-"); // a server before the field
+  return anonymous ? "\0anon" : info.user_id;
 }
 
 /** Whether a client that saw close `code` should reconnect (and resume). */
