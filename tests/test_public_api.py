@@ -39,6 +39,7 @@ PUBLIC = [
     "__version__",
     "client",
     "create_app",
+    "offline_docs",
     "run",
 ]
 

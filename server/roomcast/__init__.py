@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from . import client
     from .api.deps import Authenticate, NotStarted
+    from .api.docs import offline_docs
     from .app import create_app
     from .auth import Principal
     from .hooks import Hooks, OnConnect, OnDisconnect, OnPublish, OnSubscribe
@@ -75,6 +76,7 @@ __all__ = [
     "__version__",
     "client",
     "create_app",
+    "offline_docs",
     "run",
 ]
 
@@ -106,6 +108,7 @@ _WHERE = {
     "Unavailable": "hub.broker",
     "WebSocketProtocol": "transports.fastpath",  # roomcast's, or uvicorn's where it cannot be
     "create_app": "app",
+    "offline_docs": "api.docs",
     "run": "runner",
 }
 

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import realtime
+from .api.docs import offline_docs
 from .api.errors import install_error_handlers
 from .gctune import tune_gc
 from .runtime import Roomcast, make_broker
@@ -34,6 +35,20 @@ DESCRIPTION = (
     "AsyncAPI 3.0 document: [asyncapi.json](asyncapi.json), and as a page: "
     "[asyncapi](asyncapi)."
 )
+
+OPENAPI_TAGS: list[dict[str, object]] = [
+    {
+        "name": realtime.SSE_TAG,
+        "description": "Rooms as endless `text/event-stream` responses, resumable by "
+        "`Last-Event-ID`. The events they carry (`subscribed`, `message`, `join`, `leave`, "
+        "`reset`, `close`, `error`) are described, with the WebSocket protocol, by the "
+        "AsyncAPI document: [asyncapi](asyncapi) ([asyncapi.json](asyncapi.json)). "
+        "Try them with `curl -N`: Swagger UI waits for a response to end.",
+    },
+    {"name": "rooms", "description": "Create and list rooms, publish, history, presence."},
+    {"name": "server", "description": "Backends acting on every process (admin only)."},
+    {"name": "health", "description": "Liveness, readiness and metrics."},
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,8 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="roomcast",
         version=__version__,
         description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
     )
+    offline_docs(app)  # /docs and /redoc with their files from here, not from a CDN
     app.include_router(rc.router)
     app.add_middleware(realtime.DirectWebSocketRoute)  # /ws without the stack (realtime.py)
     install_error_handlers(app)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import httpx_sse
 import pytest
 
 from ..conftest import ServerProcess
@@ -42,6 +45,45 @@ async def test_live_events_carry_epoch_offset_ids_after_a_subscribed_event(
         assert [e.id for e in got] == [f"{first.data['epoch']}:{o}" for o in (1, 2, 3)]
         assert [e.data["data"]["n"] for e in got] == [0, 1, 2]
         assert got[0].data["sender"] == "pub"
+
+
+async def first_block(url: str, **params: Any) -> str:
+    """The text of a stream's first block (up to its blank line), read raw."""
+    text = ""
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", url, params=params) as response,
+        asyncio.timeout(10),
+    ):
+        async for chunk in response.aiter_text():
+            text += chunk
+            if "\n\n" in text:
+                return text.partition("\n\n")[0]
+    raise AssertionError(f"the stream ended before its first block: {text!r}")
+
+
+async def test_retry_is_a_field_of_the_first_event_not_a_block_of_its_own(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(presence="false", sse_retry_ms=1500)
+    one = (await first_block(f"{server.http}/rooms/feed:retry/events")).split("\n")
+    assert one[0] == "retry: 1500"
+    assert one[1] == "event: subscribed"
+    several = await first_block(f"{server.http}/events", room=["a", "b"])
+    assert several.startswith("retry: 1500\nevent: subscribed\nid: a=")
+    # An SSE client library sees the subscribed event first, with the retry, and no
+    # empty message before it.
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        httpx_sse.aconnect_sse(client, "GET", f"{server.http}/rooms/feed:retry/events") as source,
+        asyncio.timeout(10),
+    ):
+        events = source.aiter_sse()
+        first = await anext(events)
+        await events.aclose()
+    assert first.event == "subscribed"
+    assert first.retry == 1500
+    assert json.loads(first.data)["room"] == "feed:retry"
 
 
 async def test_last_event_id_resumes_with_no_gap_and_no_duplicate_while_others_publish(

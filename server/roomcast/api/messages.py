@@ -39,7 +39,13 @@ TOO_LARGE: Responses = {413: {"model": ErrorBody, "description": "data over max_
 NOT_PERSISTED: Responses = {
     409: {"model": ErrorBody, "description": "durable=true on a room that is not persisted"}
 }
-BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
+BAD_BODY: Responses = {
+    400: {
+        "model": ErrorBody,
+        "description": "a JSON body that is not valid UTF-8 (`There was an error parsing the "
+        "body`). A body that is not JSON, or not an object, is a 422 like any invalid body",
+    }
+}
 NOT_COMMITTED: Responses = {
     500: {
         "model": ErrorBody,

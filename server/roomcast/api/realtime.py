@@ -18,9 +18,11 @@ from ..transports.websocket import serve_websocket
 from .deps import RoomcastDep, get_roomcast, scope_principal
 from .security import denied, http_error, stream_credentials
 
-__all__ = ["DirectWebSocketRoute", "router"]
+__all__ = ["SSE_TAG", "DirectWebSocketRoute", "router"]
 
 router = APIRouter()
+
+SSE_TAG = "events (SSE)"
 
 STREAM: dict[int | str, dict[str, Any]] = {
     200: {
@@ -181,7 +183,9 @@ async def _stream(
     return sse_response(rc.services, since, principal, lease)
 
 
-@router.get("/rooms/{room}/events", responses=STREAM, response_class=EventSourceResponse)
+@router.get(
+    "/rooms/{room}/events", tags=[SSE_TAG], responses=STREAM, response_class=EventSourceResponse
+)
 async def room_events(
     room: str,
     request: Request,
@@ -196,7 +200,7 @@ async def room_events(
     return await _stream(request, rc, [room], last_event_id_header, last_event_id, name, token)
 
 
-@router.get("/events", responses=STREAM, response_class=EventSourceResponse)
+@router.get("/events", tags=[SSE_TAG], responses=STREAM, response_class=EventSourceResponse)
 async def events(
     request: Request,
     rc: RoomcastDep,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from ..db.store import RoomExists
 from ..hub.broker import Unavailable
 from .deps import RoomcastDep
+from .messages import BAD_BODY
 from .schemas import MAX_OFFSET, ErrorBody, RoomDetail, RoomIn, RoomList, RoomName, RoomOut
 from .security import AUTH_ERRORS, Caller, denied
 
@@ -22,7 +23,6 @@ UNAVAILABLE: Responses = {
 }
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "no room of that name"}}
 EXISTS: Responses = {409: {"model": ErrorBody, "description": "the room exists"}}
-BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "the body is not valid JSON"}}
 
 
 def _out(record: Any) -> RoomOut:

@@ -8,9 +8,11 @@ one chunk, so a busy stream costs one ASGI send per batch, not per event.
 
 What a client sees (docs/protocol.md, "Server-Sent Events"):
 
-* ``retry: <ms>`` first, then one ``subscribed`` event per room whose ``id``
-  is the position the stream continues from and whose data says whether the
-  resume was complete; then replayed and live ``message`` events with
+* one ``subscribed`` event per room whose ``id`` is the position the stream
+  continues from and whose data says whether the resume was complete (the
+  first event of the stream also carries ``retry: <ms>``, a field of that
+  event, not a block of its own, which some clients would report as an empty
+  message); then replayed and live ``message`` events with
   ``id: <epoch>:<offset>``; ``join``/``leave`` (no id) and ``reset`` (the
   room's new position as id); keep-alive comments every ``sse_keepalive``.
 * A stream of several rooms (``/events?room=a&room=b``) carries ids of the
@@ -148,15 +150,16 @@ async def _stream(
     positions: dict[str, str] = {
         room: f"{pos.epoch}:{pos.offset}" for room, pos in since.items() if pos is not None
     }
+    # ``retry:`` goes out as a field of the stream's first event (whichever it is).
+    retry = f"retry: {settings.sse_retry_ms}\n".encode()
     hub.register(sub)
     try:
-        yield f"retry: {settings.sse_retry_ms}\n\n".encode()
         for room, position in since.items():
             try:
                 on_ready = functools.partial(_offer_subscribed, sub, room, position)
                 await hub.subscribe(sub, room, position, on_ready)
             except Unavailable as exc:
-                yield _control("error", {"code": "unavailable", "message": str(exc)})
+                yield retry + _control("error", {"code": "unavailable", "message": str(exc)})
                 return
         while True:
             frame = sub.pop()
@@ -170,14 +173,15 @@ async def _stream(
                 batch.append(frame)
             if several:
                 batch = [_retag(f, positions) for f in batch]
-            yield "".join(batch).encode()
+            chunk, retry = retry + "".join(batch).encode(), b""
+            yield chunk
         code = sub.close_code
         if code is not None and not sub.peer_gone:
-            yield _control("close", {"code": int(code), "reason": close_reason(code)})
+            yield retry + _control("close", {"code": int(code), "reason": close_reason(code)})
     except Exception:  # a bug (a peer's trouble is in sending: _EventStream): loud, then 1011
         log.exception("event stream %s failed", sub.conn_id, extra={"conn": sub.conn_id})
         internal = CloseCode.INTERNAL_ERROR
-        yield _control("close", {"code": int(internal), "reason": close_reason(internal)})
+        yield retry + _control("close", {"code": int(internal), "reason": close_reason(internal)})
     finally:
         sub.close(CloseCode.GOING_AWAY, peer_gone=True)  # keeps an earlier code
         client.release()
