@@ -204,6 +204,7 @@ def test_a_restart_under_an_open_page_resumes_with_nothing_missed_or_twice(
     assert offsets(page) == [1, 2, 3, 4, 5, 6]
     assert outbox.count() == 0
     assert page.get_by_test_id("status").text_content() == "resumed"
+    assert page.get_by_test_id("history-lost").count() == 0  # nothing was lost
     assert pages.errors == []
 
 
@@ -268,10 +269,12 @@ def test_the_dashboard_draws_a_feed_over_sse_and_resumes_after_a_dropped_stream(
     room = "feed:demo"
     page = pages.open(f"{server.http}/dashboard?rooms={room}", "dashboard")
     wait_state(page, "connected")
+    assert page.get_by_test_id("hint").is_visible()  # an empty feed: how to start one
     for n in range(1, 6):
         publish(server, room, {"cpu": 10.0 + n, "rps": 100 * n})
     count_is = "n => +document.querySelector('[data-testid=feed]').dataset.count === n"
     wait_for(page, count_is, 5)
+    assert page.get_by_test_id("hint").is_hidden()  # gone once numbers flow
     tiles = page.locator('[data-testid="metric"]')
     assert tiles.count() == 2
     assert page.locator('[data-testid="metric"][data-field="rps"] .value').text_content() == "500"

@@ -10,6 +10,7 @@ const outbox = $("outbox");
 const olderButton = $("load-older");
 const status = $("status");
 const presence = $("presence");
+const whoami = $("whoami");
 
 const PAGE = 50;
 const PUBLISH_TIMEOUT = 30000; // ms a message may wait for the connection
@@ -17,6 +18,7 @@ const PUBLISH_TIMEOUT = 30000; // ms a message may wait for the connection
 let client = null;
 let room = null;
 let epoch = null;
+let known = 0; // the highest offset this page knows of in `epoch`
 let hasOlder = false;
 let loadingOlder = false;
 const members = new Map(); // conn -> user
@@ -26,6 +28,17 @@ function setStatus(detail) {
   status.dataset.state = state;
   status.textContent = describeState(detail);
   composeForm.classList.toggle("offline", state !== "connected" && state !== "resumed");
+  if ((state === "connected" || state === "resumed") && client.info) showWho(client.info.user);
+}
+
+/** "you are ann": the name the server gave this connection (a token's may differ
+ * from the one typed). */
+function showWho(user) {
+  const name = document.createElement("strong");
+  name.textContent = user;
+  whoami.replaceChildren("you are ", name);
+  whoami.title = `you are ${user}`;
+  whoami.hidden = false;
 }
 
 function timeOf(ts) {
@@ -57,6 +70,7 @@ function messageItem(event) {
 /** Put `event` in offset order; an offset already shown is not shown twice. */
 function show(event) {
   if (event.epoch !== epoch) return;
+  known = Math.max(known, event.offset);
   if (list.querySelector(`[data-offset="${event.offset}"]`)) return;
   const item = messageItem(event);
   const later = [...list.children].find((el) => Number(el.dataset.offset) > event.offset);
@@ -71,18 +85,44 @@ function showPage(page) {
   olderButton.hidden = !hasOlder;
 }
 
-/** The latest page of history, up to and including `offset`. */
-async function reload(result) {
+/** The line that says messages are gone: at the top of the list, or before `next`. */
+function markLost(next = null) {
+  const line = document.createElement("li");
+  line.className = "lost";
+  line.dataset.testid = "history-lost";
+  line.setAttribute("role", "status");
+  line.textContent = "earlier messages are no longer available";
+  list.insertBefore(line, next);
+}
+
+/** The latest page of history, up to and including `result.offset`. `since`: where
+ * this page had got to, when it resumes (or was reset) rather than joins. When the
+ * history it had is gone (a new epoch: the server lost the room's history), or a gap
+ * after `since` is older than the server keeps, a line says so. */
+async function reload(result, since = null) {
+  const lost = since !== null && (result.epoch !== epoch ? known > 0 : true);
   if (result.epoch !== epoch) {
     epoch = result.epoch;
+    known = 0;
     list.replaceChildren();
+    hasOlder = false;
+    olderButton.hidden = true;
+    if (lost) markLost();
   }
-  showPage(await room.history({ before: result.offset + 1, limit: PAGE }));
+  known = Math.max(known, result.offset);
+  if (result.offset === 0) return; // nothing to load
+  const page = await room.history({ before: result.offset + 1, limit: PAGE });
+  if (page.epoch !== undefined && page.epoch !== epoch) return; // reset again meanwhile
+  showPage(page);
+  const first = page.events[0];
+  if (lost && since.epoch === epoch && first && first.offset > since.offset + 1) {
+    markLost(list.querySelector(`[data-offset="${first.offset}"]`)); // the hole
+  }
   list.scrollTop = list.scrollHeight;
 }
 
 async function loadOlder() {
-  const first = list.firstElementChild;
+  const first = list.querySelector("li.message");
   if (!hasOlder || loadingOlder || !first) return;
   loadingOlder = true;
   try {
@@ -141,6 +181,7 @@ async function send(text) {
 }
 
 function join(name, roomName) {
+  whoami.hidden = true; // until this connection's reply says who it is
   client = new Roomcast({ name, token: new URLSearchParams(location.hash.slice(1)).get("token") });
   client.on("state", setStatus);
   room = client.room(roomName);
@@ -153,7 +194,8 @@ function join(name, roomName) {
     members.delete(notice.conn);
     drawPresence();
   });
-  room.on("reset", (notice) => reload(notice));
+  // The room's history was lost under a live subscription (e.g. Redis restarted empty).
+  room.on("reset", (notice) => reload(notice, { epoch, offset: known }));
   room.on("unsubscribed", () => {
     // The application removed this user from the room: it is no longer followed.
     const notice = $("room-notice");
@@ -166,7 +208,8 @@ function join(name, roomName) {
   room.on("subscribed", (result) => {
     // Presence notices are not replayed: ask again after every (re)subscribe.
     refreshPresence();
-    if (!result.recovered) reload(result); // first join, or a gap that could not be filled
+    // A first join (no `since`), or a resume whose gap could not be filled.
+    if (!result.recovered) reload(result, result.since ?? null);
   });
   room.subscribe().catch((err) => {
     const error = $("join-error");
