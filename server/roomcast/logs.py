@@ -79,7 +79,8 @@ def _redact_query(match: re.Match[str]) -> str:
     for end in [m.start() for m in _PAIR_END.finditer(query)] + [len(query)]:
         pair = query[start:end]
         name, eq, value = pair.partition("=")
-        if eq and value and _is_credential(name):
+        done = value.startswith(REDACTED) and not _TRAILING.sub("", value[len(REDACTED) :])
+        if eq and value and _is_credential(name) and not done:  # redacted once is enough
             trailing = _TRAILING.search(value) if end == len(query) else None
             pair = f"{name}={REDACTED}{trailing.group() if trailing else ''}"
         out.append(pair)

@@ -1,7 +1,7 @@
 """The browser side, served as static files: ``/`` (an index of the pages),
-``/chat``, ``/dashboard``, ``/roomcast.js`` and the pages' own files under
-``/web/``. No build step: the files of the package's ``web/`` folder
-(``roomcast/web``, package data) are sent as they are
+``/chat``, ``/dashboard``, ``/admin`` (its API: api/admin.py), ``/roomcast.js``
+and the pages' own files under ``/web/``. No build step: the files of the
+package's ``web/`` folder (``roomcast/web``, package data) are sent as they are
 (docs/client.md). Pages get a Content-Security-Policy that allows only this
 origin's scripts, styles and connections, so a message that slipped past the
 pages' escaping still could not load or run anything."""
@@ -20,7 +20,14 @@ __all__ = ["default_web_dir", "web_router"]
 
 log = logging.getLogger("roomcast.web")
 
-PAGES = {"/": "index.html", "/chat": "chat.html", "/dashboard": "dashboard.html"}
+PAGES = {
+    "/": "index.html",
+    "/chat": "chat.html",
+    "/dashboard": "dashboard.html",
+    "/admin": "admin.html",
+}
+ADMIN_PAGE = "/admin"
+"""Served only where the admin API is (api/admin.py, ``available``)."""
 ASSET = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.(?:js|css|svg)")
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -43,8 +50,8 @@ def default_web_dir() -> Path:
     return Path(str(resources.files("roomcast") / "web"))
 
 
-def web_router(directory: Path) -> APIRouter:
-    """The routes that send the files of ``directory``."""
+def web_router(directory: Path, *, admin: bool = True) -> APIRouter:
+    """The routes that send the files of ``directory``; ``admin``: the admin page too."""
     router = APIRouter(include_in_schema=False)
     if not (directory / "roomcast.js").is_file():
         log.warning("web pages not found in %s: set ROOMCAST_WEB_DIR", directory)
@@ -67,7 +74,8 @@ def web_router(directory: Path) -> APIRouter:
         router.add_api_route(path, endpoint, methods=["GET"])
 
     for path, name in PAGES.items():
-        page(path, name)
+        if admin or path != ADMIN_PAGE:
+            page(path, name)
 
     @router.get("/roomcast.js")
     async def client_library() -> FileResponse:

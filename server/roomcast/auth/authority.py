@@ -19,7 +19,7 @@ token                       (tokens are ignored)    ``rooms`` / ``publish`` clai
                                                     plus public namespaces to read
 REST, no credentials        everything, unless      public namespaces, read only
                             API keys are set: read
-API key (REST)              everything              everything
+API key (REST, WS, SSE)     everything              everything
 ==========================  ======================  ============================
 
 A namespace with ``client_publish=false`` refuses publishes from everyone but
@@ -96,12 +96,16 @@ class Authority:
     async def authenticate(self, token: str | None, name: str | None = None) -> Principal:
         """The principal of a WebSocket or SSE client.
 
-        With ``auth=off`` tokens are not looked at. With ``auth=jwt`` a token
-        must be valid; without one the client is anonymous if some namespace
-        is public. Raises the errors of auth/errors.py.
+        A token that is one of the API keys makes an administrator, as over
+        REST (the admin page connects so). Otherwise, with ``auth=off`` tokens
+        are not looked at. With ``auth=jwt`` a token must be valid; without one
+        the client is anonymous if some namespace is public. Raises the errors
+        of auth/errors.py.
         """
         if self.host_authenticates:
             raise InvalidCredentials("the application authenticates connections")
+        if token is not None and self._api_keys and self.api_key(token):
+            return Principal("api", name or "api", ALL, ALL, admin=True)  # the admin page
         if self.verifier is None:
             return self.anonymous(name)
         if token is None:

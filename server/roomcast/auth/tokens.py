@@ -8,7 +8,8 @@ only, so a public key can never be used as an HMAC secret.
 
 Claims: ``sub`` and ``exp`` are required; ``name`` (display name), ``rooms``
 (patterns it may subscribe to) and ``publish`` (patterns it may publish to)
-are optional; ``iss`` and ``aud`` are checked when the settings name them.
+are optional, and so is ``admin`` (``true``: an API key's powers, the admin
+page included); ``iss`` and ``aud`` are checked when the settings name them.
 ``exp``, ``nbf`` and ``iat`` must be NumericDates (RFC 7519: a JSON number):
 pyjwt converts them with ``int()``, so it takes ``"exp": "9999999999"`` (a
 string) for a date; roomcast refuses such a token.
@@ -151,6 +152,9 @@ class TokenVerifier:
         name = claims.get("name", sub)
         if not isinstance(name, str) or not name:
             raise InvalidCredentials("name must be a non-empty string")
+        admin = claims.get("admin", False)
+        if not isinstance(admin, bool):
+            raise InvalidCredentials("admin must be true or false")
         exp = claims["exp"]
         return Principal(
             user=sub,
@@ -158,6 +162,7 @@ class TokenVerifier:
             subscribe=_patterns(claims, "rooms"),
             publish=_patterns(claims, "publish"),
             expires=float(exp),
+            admin=admin,
         )
 
 
@@ -185,6 +190,7 @@ def issue_token(
     issuer: str | None = None,
     audience: str | None = None,
     algorithm: str = "HS256",
+    admin: bool = False,
 ) -> str:
     """An HS256 token for development and tests (``roomcast token``)."""
     now = int(time.time())
@@ -199,4 +205,6 @@ def issue_token(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
+    if admin:
+        claims["admin"] = True
     return jwt.encode(claims, secret, algorithm=algorithm)

@@ -33,7 +33,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
@@ -129,6 +129,12 @@ class Hub:
             sse += sub.sse
             subscriptions += len(sub.rooms)
         return len(self._subscribers) - sse, sse, subscriptions, len(self._rooms)
+
+    def room_census(self) -> Iterator[tuple[str, int, int]]:
+        """(room, WebSocket subscribers, SSE subscribers) of each room with a
+        subscriber here, for the admin page (api/admin.py)."""
+        for room, local in list(self._rooms.items()):
+            yield room, len(local.live), len(local.live_sse)
 
     def local_subscribers(self, room: str) -> int:
         local = self._rooms.get(room)

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..protocol.codes import CloseCode
+from .incidents import INCIDENTS
 from .stats import STATS, EvictionReason
 
 __all__ = ["DirectWrite", "Framed", "Subscriber"]
@@ -203,6 +204,8 @@ class Subscriber:
         hook, self.on_evict = self.on_evict, None
         if hook is not None or was_open:
             STATS.evicted(reason)
+            user = self.user_id or self.user
+            INCIDENTS.evicted(reason, self.conn_id, user, self.user, sse=self.sse, rooms=self.rooms)
         if hook is not None:
             hook()
 
