@@ -165,6 +165,7 @@ async def test_neither_a_redis_outage_nor_a_jwks_outage_prints_a_url_password(
     server = server_factory(
         log_level="debug",
         redis_url=f"redis://:{PASSWORD}@127.0.0.1:1/0",  # nothing listens: reconnect lines
+        startup_check="false",  # serve anyway (else: one line, exit 2)
         redis_timeout=0.5,
         redis_backoff_cap=0.2,
         auth="jwt",

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,6 +37,7 @@ from ..protocol.errors import RoomcastError
 __all__ = [
     "DEFAULT_URL",
     "UnusableDatabaseURL",
+    "check_connection",
     "create_engine",
     "is_sqlite",
     "json_dumps",
@@ -97,6 +98,10 @@ def create_engine(
         parsed = normalize_url(url)
     except ArgumentError:
         raise UnusableDatabaseURL("not a SQLAlchemy URL (dialect+driver://...)") from None
+    except ValueError:  # int() of the port
+        raise UnusableDatabaseURL("the port must be a number, 1 to 65535") from None
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise UnusableDatabaseURL("the port must be a number, 1 to 65535")
     options: dict[str, Any] = {
         "echo": echo,
         "pool_pre_ping": True,
@@ -137,6 +142,13 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
         finally:
             cursor.close()
+
+
+async def check_connection(engine: AsyncEngine) -> None:
+    """Run ``SELECT 1`` on a connection of ``engine`` (the startup check, startup.py);
+    raises whatever SQLAlchemy or the driver raises when the database cannot answer."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -188,6 +188,13 @@ class Broker(abc.ABC):
             raise RuntimeError("broker is not bound to a hub")
         return self._sink
 
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Whether the broker's servers can be reached now, for a check at startup:
+        one connection, no retry, within the broker's own timeout (a refused
+        connection or an unknown host answers at once); nothing is kept open and
+        nothing started. Raises :class:`BrokerUnavailable` saying what failed. The
+        memory broker has nothing to reach."""
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect and start background work."""
 

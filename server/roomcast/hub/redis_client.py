@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from . import redis_scripts
@@ -81,6 +81,9 @@ class RedisClientBase(Broker):
         super().__init__()
         if cluster and sentinels:
             raise ValueError("a Redis Cluster fails over by itself: no sentinels with it")
+        problem = self.url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         self.url = url
         self.sentinels = list(sentinels)
         """Redis Sentinel addresses: when given, every connection goes to the master
@@ -116,6 +119,17 @@ class RedisClientBase(Broker):
 
     def _init_state(self) -> None:
         """Each layer above sets up its own state here (calling ``super()`` first)."""
+
+    @staticmethod
+    def url_problem(url: str) -> str | None:
+        """Why redis-py cannot use ``url`` (without quoting it: it may hold a
+        password), or None. No I/O."""
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            text = str(exc)  # "Invalid value for 'db' in connection URL.": names no value
+            return text.rstrip(".") if "connection URL" in text else "redis-py cannot parse it"
+        return None
 
     # -- naming ---------------------------------------------------------------------
 
@@ -219,7 +233,7 @@ class RedisClientBase(Broker):
             cluster = aioredis.RedisCluster.from_url(self.url, **self._cluster_kwargs())
             try:
                 await cluster.initialize()
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:  # no node answers
                 raise BrokerUnavailable(f"redis cluster: {exc}") from exc
             self._client = cluster
         elif self.sentinels:
@@ -232,6 +246,58 @@ class RedisClientBase(Broker):
             self._client = aioredis.Redis.from_url(self.url, **kwargs)
         for name in redis_scripts.__all__:
             self._scripts[name] = self._client.register_script(getattr(redis_scripts, name))
+
+    async def check(self) -> None:
+        """One connection as :meth:`start` would make it, and PING (a cluster: read
+        its slot map; with sentinels: ask them for the master, then PING it), with
+        no retry; closed after. BrokerUnavailable says what failed."""
+        kwargs = {**self._connection_kwargs(), "retry": Retry(NoBackoff(), 0)}
+        client: aioredis.Redis | aioredis.RedisCluster
+        try:
+            if self.cluster:
+                client = aioredis.RedisCluster.from_url(self.url, **self._cluster_kwargs())
+                try:
+                    await client.initialize()
+                finally:
+                    await client.aclose()
+                return
+            if self.sentinels:
+                host, port = await self._ask_sentinels(kwargs)
+                options = {**kwargs, **parse_url(self.url), "host": host, "port": port}
+                options.pop("path", None)
+                client = aioredis.Redis.from_pool(aioredis.ConnectionPool(**options))
+            else:
+                client = aioredis.Redis.from_url(self.url, **kwargs)
+            try:
+                await client.ping()
+            finally:
+                await client.aclose()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise BrokerUnavailable(f"redis: {exc}") from exc
+
+    async def _ask_sentinels(self, kwargs: dict[str, Any]) -> tuple[str, int]:
+        """The master's address, from the first sentinel that answers."""
+        failures = []
+        for host, port in self.sentinels:
+            sentinel = aioredis.Redis(
+                host=host, port=port, password=self._sentinel_password, **kwargs
+            )
+            try:
+                master = await sentinel.sentinel_get_master_addr_by_name(
+                    self.sentinel_service, return_responses=True
+                )
+            except (RedisError, OSError) as exc:
+                failures.append(f"{host}:{port}: {exc}")
+                continue
+            finally:
+                await sentinel.aclose()
+            if not isinstance(master, tuple):  # None: it monitors no such master
+                raise BrokerUnavailable(
+                    f"sentinel {host}:{port} knows no master named {self.sentinel_service!r}"
+                )
+            address, master_port = master
+            return (address.decode() if isinstance(address, bytes) else address), master_port
+        raise BrokerUnavailable("no sentinel answered: " + "; ".join(failures))
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client
