@@ -108,6 +108,16 @@ def test_each_room_gets_count_messages_of_its_own(server: ServerProcess) -> None
     assert len({tuple(sorted(d.items())) for d in a}) > 1  # the numbers move
 
 
+def test_without_url_it_publishes_to_the_server_of_roomcast_host_and_port(
+    server: ServerProcess,
+) -> None:
+    env = {"ROOMCAST_HOST": "0.0.0.0", "ROOMCAST_PORT": str(server.port)}
+    result = demo_feed("--room", "feed:port", "--count", "2", "--interval", "0.02", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f" at http://127.0.0.1:{server.port} " in result.stdout
+    assert len(history(server, "feed:port")) == 2
+
+
 def test_the_same_seed_publishes_the_same_numbers(server: ServerProcess) -> None:
     args = ("--url", server.http, "--room", "feed:seeded", "--count", "3", "--interval", "0.01")
     for seed in ("5", "5", "6"):

@@ -20,6 +20,7 @@ Errors: one tree, rooted at :class:`RoomcastError`::
      +-- PublishedNotPersisted a ``durable`` publish went out but was not committed
      +-- NotStarted            used outside the lifespan
      +-- SettingsError         settings that cannot be used (a ValueError too)
+     +-- StartupError          a service a setting names cannot be reached at startup
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .runtime import Roomcast
     from .server_api import History, Message, Published, Stats
     from .settings import Settings, SettingsError
+    from .startup import StartupError
     from .transports.fastpath import WebSocketProtocol
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "RoomcastError",
     "Settings",
     "SettingsError",
+    "StartupError",
     "Stats",
     "Unavailable",
     "WebSocketProtocol",
@@ -104,6 +107,7 @@ _WHERE = {
     "RoomcastError": "protocol.errors",
     "Settings": "settings",
     "SettingsError": "settings",
+    "StartupError": "startup",
     "Stats": "server_api",
     "Unavailable": "hub.broker",
     "WebSocketProtocol": "transports.fastpath",  # roomcast's, or uvicorn's where it cannot be

@@ -47,6 +47,7 @@ OPENAPI_TAGS: list[dict[str, object]] = [
     },
     {"name": "rooms", "description": "Create and list rooms, publish, history, presence."},
     {"name": "server", "description": "Backends acting on every process (admin only)."},
+    {"name": "admin", "description": "What the admin page (/admin) shows (admin only)."},
     {"name": "health", "description": "Liveness, readiness and metrics."},
 ]
 

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .banner import announce_pages, server_url
 from .bench.config import positive_int
 from .runner import uvicorn_config_kwargs
 from .settings import MIN_HS256_SECRET, Settings
+from .startup import StartupError, preflight
 
 __all__ = ["main", "uvicorn_config_kwargs"]
 
@@ -35,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[f"ROOMCAST_{name.upper()}"] = str(value)
     settings = Settings()
     check_serve_settings(settings)
+    preflight(settings)  # bad service URLs, services down: one line and exit 2, before uvicorn
+    announce_pages(settings)  # the page URLs, once it listens
     uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))
     return 0
 
@@ -92,6 +96,7 @@ def _token(args: argparse.Namespace) -> int:
         name=args.name,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        admin=args.admin,
     )
     print(token)
     return 0
@@ -100,7 +105,8 @@ def _token(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    return bench_main(args.bench_args, prog="roomcast bench")
+    # The bench is a client of the server the settings describe (ROOMCAST_HOST/PORT).
+    return bench_main(args.bench_args, prog="roomcast bench", default_url=server_url)
 
 
 DEMO_FEED_HELP = """\
@@ -133,7 +139,7 @@ def _demo_feed(args: argparse.Namespace) -> int:
     from .demofeed import FeedOptions, run
 
     options = FeedOptions(
-        url=args.url,
+        url=args.url or server_url(),
         rooms=tuple(args.rooms or ["feed:demo"]),
         interval=args.interval,
         count=args.count,
@@ -184,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--ttl", type=parse_duration, default=3600.0, help="lifetime: 90s, 15m, 1h (default 1h)"
     )
+    token.add_argument(
+        "--admin",
+        action="store_true",
+        help='an administrator\'s token ("admin": true): every room, the admin page',
+    )
     token.add_argument("--secret", help="HS256 secret (default: ROOMCAST_JWT_SECRET)")
     token.set_defaults(func=_token)
 
@@ -206,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feed.add_argument(
         "--url",
-        default="http://127.0.0.1:8000",
-        help="the server's base URL (default http://127.0.0.1:8000)",
+        help="the server's base URL (default: the local server of ROOMCAST_HOST and "
+        "ROOMCAST_PORT, http://127.0.0.1:8000 unset)",
     )
     feed.add_argument(
         "--room",
@@ -258,6 +269,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # invalid settings
+    except (ValueError, StartupError) as exc:  # invalid settings, services not reachable
         print(f"roomcast: {exc}", file=sys.stderr)
         return 2

@@ -9,8 +9,10 @@ routes, the same whether ``roomcast serve`` runs it or a host app mounts it::
     async def order(...):
         await rc.publish("orders:new", {...})
 
-The lifespan brings the database schema up to date, starts the batched
-writer, lets persisted rooms on the memory broker continue where they left
+The lifespan checks that the database (and, with ``startup_check``, the
+broker) can be reached, or raises :class:`~roomcast.startup.StartupError`
+naming the setting (startup.py); brings the database schema up to date, starts
+the batched writer, lets persisted rooms on the memory broker continue where they left
 off, starts the broker and hub, and stops everything in reverse order: drain
 (every connection closed with 3000), hub and broker, writer (it commits what
 is queued), database. With ``handle_signals`` (the standalone server) it also
@@ -35,70 +37,35 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from .api import contract, health, metrics, realtime, rooms, server
+from .api import admin, contract, health, metrics, realtime, rooms, server
 from .api import messages as messages_api
 from .api.bodylimit import GuardedRouter, body_guard
 from .api.deps import Authenticate, binder
 from .api.web import default_web_dir, web_router
 from .auth import Authority
+from .backends import make_broker, make_engine
 from .db.archive import SqlArchive
-from .db.engine import UnusableDatabaseURL, create_engine
 from .db.migrate import upgrade_async
 from .db.store import MessageStore
 from .db.writer import BatchedWriter
 from .drain import drain_on_signals
 from .hooks import HookRunner, Hooks
 from .hub.archive import RoomOptions
-from .hub.broker import Broker
 from .hub.hub import Hub
+from .hub.incidents import capture_logs
 from .hub.memory import MemoryBroker
+from .logs import redact
 from .peerlog import PEER_LOG
 from .runner import serving_config
 from .server_api import ServerAPI
 from .settings import Settings, SettingsError
+from .startup import DATABASE, broker_setting, check_services, needs
 from .transports.fastpath import fast_path_unavailable, is_fast_path
 from .transports.services import Services
 
 __all__ = ["Roomcast", "make_broker"]
 
 log = logging.getLogger("roomcast")
-
-
-def make_broker(settings: Settings) -> Broker:
-    """The broker the settings ask for: memory by default, Redis with a URL (or sentinels)."""
-    if settings.redis_url:
-        from .hub.redis import RedisBroker
-
-        return RedisBroker(
-            settings.redis_url.get_secret_value(),
-            history_size=settings.history_size,
-            room_ttl=settings.room_ttl,
-            presence_ttl=settings.presence_ttl,
-            presence_refresh=settings.presence_refresh,
-            prefix=settings.redis_prefix,
-            sharded=settings.redis_sharded,
-            cluster=settings.redis_cluster,
-            timeout=settings.redis_timeout,
-            ping_interval=settings.redis_ping_interval,
-            backoff_cap=settings.redis_backoff_cap,
-            max_batch=settings.redis_max_batch,
-            idempotency_window=settings.idempotency_window,
-            sentinels=settings.sentinel_addresses(),
-            sentinel_service=settings.redis_sentinel_service,
-            sentinel_password=(
-                settings.redis_sentinel_password.get_secret_value()
-                if settings.redis_sentinel_password
-                else None
-            ),
-        )
-    return MemoryBroker(
-        history_size=settings.history_size,
-        room_ttl=settings.room_ttl,
-        max_rooms=settings.max_rooms,
-        max_history_bytes=settings.max_history_bytes,
-        idempotency_window=settings.idempotency_window,
-        max_idempotency_keys=settings.max_idempotency_keys,
-    )
 
 
 class Roomcast(ServerAPI):
@@ -125,15 +92,7 @@ class Roomcast(ServerAPI):
         self.settings = settings = settings or Settings()
         self.handle_signals = handle_signals
         self.authority = Authority(settings, host_authenticates=authenticate is not None)
-        timeout = settings.database_timeout
-        try:
-            self.engine = create_engine(
-                settings.database_url.get_secret_value(),
-                connect_timeout=timeout,
-                busy_timeout=timeout,
-            )
-        except UnusableDatabaseURL as exc:
-            raise SettingsError(f"ROOMCAST_DATABASE_URL: {exc}") from None
+        self.engine = make_engine(settings)
         self.store = MessageStore(self.engine)
         self.writer = BatchedWriter(
             self.store,
@@ -172,6 +131,10 @@ class Roomcast(ServerAPI):
         Request bodies are bounded and checked before they are read (api/bodylimit.py)."""
         for api in (realtime, rooms, messages_api, server):
             self.api_router.include_router(api.router, dependencies=guarded)
+        self.admin_page = admin.available(settings, self.authority)
+        """The admin page and ``/admin/overview`` are served (api/admin.py)."""
+        if self.admin_page:
+            self.api_router.include_router(admin.router, dependencies=guarded)
         self.probe_router = APIRouter()
         """``/healthz``, ``/readyz`` and (setting ``metrics``) ``/metrics``."""
         self.probe_router.include_router(health.router, dependencies=bound)
@@ -182,7 +145,7 @@ class Roomcast(ServerAPI):
         browser pages and roomcast.js (setting ``web``)."""
         self.page_router.include_router(contract.router, dependencies=bound)
         if settings.web:
-            pages = web_router(settings.web_dir or default_web_dir())
+            pages = web_router(settings.web_dir or default_web_dir(), admin=self.admin_page)
             self.page_router.include_router(pages, dependencies=bound)
         self.router = APIRouter()
         """All three: what ``include_router`` usually takes. A host whose router-level
@@ -236,6 +199,14 @@ class Roomcast(ServerAPI):
                 )
                 broker.seed(room, position, events)
 
+    async def check_services(self) -> None:
+        """Raise :class:`~roomcast.startup.StartupError` (naming the setting) unless
+        the database answers and, with the setting ``startup_check``, the broker does:
+        one connection each, within ``database_timeout`` and ``redis_timeout`` (a
+        refused connection or an unknown host answers at once). The lifespan runs it
+        before it starts anything; ``roomcast serve`` before uvicorn (startup.py)."""
+        await check_services(self.settings, self.engine, self.hub.broker)
+
     def _check_server(self) -> None:
         """Refuse several uvicorn workers on the memory broker (each would keep its
         own rooms: decision 4), and log which WebSocket path the server gives."""
@@ -278,17 +249,29 @@ class Roomcast(ServerAPI):
         PEER_LOG.configure(self.settings.peer_log_per_minute)  # per process: the last one started
         self.authority.warn_if_open()
         self._check_server()
-        if self.settings.database_migrate:
-            await upgrade_async(self.engine)
+        settings = self.settings
+        database_url = settings.database_url.get_secret_value()
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        try:
+            await self.check_services()
+            if settings.database_migrate:
+                with needs(DATABASE, "the database", secret=database_url):
+                    await upgrade_async(self.engine)
+        except BaseException:
+            await self.engine.dispose()
+            raise
         await self.writer.start()
         try:
-            await self._continue_persisted_rooms()
-            await self.hub.start()
+            with needs(DATABASE, "the database", secret=database_url):
+                await self._continue_persisted_rooms()
+            with needs(broker_setting(settings), "Redis", secret=redis_url):  # a cluster's map
+                await self.hub.start()
             self._drain = None
             self.running = self.started_once = True
             try:
                 signals = drain_on_signals(self.drain) if self.handle_signals else None
-                with signals or contextlib.nullcontext():
+                incidents = capture_logs(redact) if self.admin_page else None  # for the admin page
+                with signals or contextlib.nullcontext(), incidents or contextlib.nullcontext():
                     yield
             finally:
                 await self.drain()

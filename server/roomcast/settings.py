@@ -288,6 +288,10 @@ class Settings(BaseSettings):
     """The master's name, as in the sentinels' ``sentinel monitor <name> ...``."""
     redis_sentinel_password: SecretStr | None = None
     """The sentinels' own password (their ``requirepass``), if they have one."""
+    startup_check: bool = True
+    """At startup, stop (StartupError; ``roomcast serve``: one line, exit status 2) when
+    Redis cannot be reached; false: start anyway, not ready, and connect when it can.
+    The database must answer at startup either way (startup.py)."""
 
     # -- observability (docs/deploy.md) ---------------------------------------------
     metrics: bool = True
@@ -310,6 +314,10 @@ class Settings(BaseSettings):
     ``/roomcast.js`` (docs/client.md). Off for an app that mounts only the API."""
     web_dir: Path | None = None
     """The folder of those files; default: the ``web`` folder of the installed package."""
+    admin: bool = True
+    """Serve the admin page and its API (``/admin``, ``/admin/overview``) to
+    administrators (docs/client.md). With ``auth=off`` they exist only when ``host`` is a
+    loopback address, and then need no key unless ``api_keys`` are set."""
 
     @field_validator(
         "jwt_algorithms", "allowed_origins", "api_keys", "redis_sentinels", mode="before"
@@ -361,7 +369,7 @@ class Settings(BaseSettings):
             )
         if self.redis_url is None or not self.redis_url.get_secret_value():
             self.redis_url = SecretStr("redis://")
-        elif urlsplit(self.redis_url.get_secret_value()).scheme == "unix":
+        elif self.redis_url.get_secret_value().lower().startswith("unix:"):
             raise ValueError(
                 "ROOMCAST_REDIS_URL: a unix:// URL cannot be used with ROOMCAST_REDIS_SENTINELS "
                 "(the sentinels name the master's TCP address)"
@@ -377,7 +385,10 @@ class Settings(BaseSettings):
         """A Redis URL redis-py can parse (its own error would not name the setting)."""
         if self.redis_url is None:
             return self
-        parts = urlsplit(self.redis_url.get_secret_value())
+        try:
+            parts = urlsplit(self.redis_url.get_secret_value())
+        except ValueError:  # "Invalid IPv6 URL"
+            raise ValueError("ROOMCAST_REDIS_URL: not a URL") from None
         if parts.scheme not in REDIS_SCHEMES:
             raise ValueError(
                 f"ROOMCAST_REDIS_URL: the scheme must be one of {', '.join(sorted(REDIS_SCHEMES))}"

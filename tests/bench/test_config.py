@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from roomcast.bench.config import parse_config
+from roomcast.banner import server_url
+from roomcast.bench.config import DEFAULT_URL, MIN_PAYLOAD_BYTES, parse_config
 from roomcast.bench.coordinator import plan, shares
+from roomcast.bench.frames import _data
 from roomcast.cli import main
 
 
@@ -45,6 +48,23 @@ def test_processes_never_outnumber_connections() -> None:
         ["fanout", "--url", "ftp://x"],
         ["fanout", "--room", "bad room"],
         ["fanout", "--subscribers", "0"],
+        ["fanout", "--subscribers", "-5"],
+        ["fanout", "--payload-bytes", "0"],
+        ["fanout", "--payload-bytes", "-1"],
+        ["fanout", "--payload-bytes", "51"],
+        ["fanout", "--rate", "-1"],
+        ["fanout", "--rate", "nan"],
+        ["fanout", "--rate", "inf"],
+        ["fanout", "--duration", "0"],
+        ["fanout", "--duration", "-3"],
+        ["fanout", "--warmup", "-1"],
+        ["fanout", "--window", "0"],
+        ["rooms", "--rooms", "0"],
+        ["rooms", "--members", "-1"],
+        ["connect", "--concurrency", "0"],
+        ["idle", "--processes", "0"],
+        ["idle", "--setup-timeout", "0"],
+        ["idle", "--server-pid", "0"],
         ["nonsense"],
     ],
 )
@@ -52,6 +72,34 @@ def test_bad_command_lines_exit_2(argv: list[str], capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exc:
         main(["bench", *argv])
     assert exc.value.code == 2
+
+
+def test_the_smallest_payload_is_what_every_message_carries() -> None:
+    assert parse_config(["fanout", "--payload-bytes", str(MIN_PAYLOAD_BYTES)]).payload_bytes == (
+        MIN_PAYLOAD_BYTES
+    )
+    assert len(_data(time.time(), 1_000_000, "")) == MIN_PAYLOAD_BYTES
+
+
+def test_without_url_it_is_the_server_of_roomcast_host_and_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROOMCAST_HOST", "0.0.0.0")
+    monkeypatch.setenv("ROOMCAST_PORT", "8123")
+    assert parse_config(["fanout"], default_url=server_url).http_url == "http://127.0.0.1:8123"
+    given = parse_config(["fanout", "--url", "http://10.0.0.9:1"], default_url=server_url)
+    assert given.http_url == "http://10.0.0.9:1"
+    assert parse_config(["fanout"]).http_url == DEFAULT_URL  # a caller that names none
+
+
+def test_settings_it_cannot_use_for_the_default_server_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROOMCAST_PORT", "eighty")
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "fanout"])
+    assert exc.value.code == 2
+    assert "ROOMCAST_PORT" in capsys.readouterr().err
 
 
 def test_roomcast_bench_help_reaches_the_bench_parser() -> None:

@@ -213,15 +213,56 @@ def test_a_lost_a_duplicated_and_a_reordered_delivery_fail_the_run_with_exit_3(
     assert any(w.startswith("DELIVERY CHECK FAILED") for w in report["warnings"])
 
 
-def test_a_server_that_is_not_there_fails_the_run(tmp_path: Path) -> None:
+def test_a_server_that_is_not_there_fails_the_run_at_once_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     code, report = bench(
-        tmp_path, "idle", "--url", url, "--subscribers", "3", "--duration", "0",
-        "--processes", "1", "--setup-timeout", "5",
+        tmp_path, "fanout", "--url", url, "--subscribers", "1000", "--processes", "2",
+    )  # fmt: skip
+    assert code == 1
+    assert report["exit_code"] == 1
+    assert report["connections"] == 0
+    assert report["failure"].startswith(f"cannot connect to {url}: connection refused")
+    assert capsys.readouterr().err.splitlines() == [f"roomcast bench: {report['failure']}"]
+
+
+def test_a_run_that_opens_no_connection_says_so_in_one_line(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = bench(
+        tmp_path, "idle", "--url", f"{server.http}/not-roomcast", "--subscribers", "3",
+        "--duration", "0", "--processes", "1", "--setup-timeout", "5",
     )  # fmt: skip
     assert code == 1
     assert report["connect"]["failed"] == 3
-    assert any(kind.startswith("connect:") for kind in report["error_kinds"])
+    assert report["error_kinds"] == {"handshake": 3}
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"roomcast bench: no connection to ws://127.0.0.1:{server.port}/not-roomcast/ws "
+        f"opened (0 of 3): {next(iter(report['error_samples'].values()))}"
+    ]
+    assert "deliveries/s" not in out  # no table of zeros
+
+
+def test_a_rate_limited_publisher_slows_under_the_limit_instead_of_being_closed(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    limited = server_factory(
+        publish_rate=40, publish_burst=10, max_rate_breaches=20, **BENCH_SERVER
+    )
+    code, report = bench(
+        tmp_path, "fanout", "--url", limited.http, "--subscribers", "3", "--duration", "1.5",
+        "--warmup", "0.5", "--processes", "1", "--room", "limited",
+    )  # fmt: skip
+    assert code == 0, report["warnings"]
+    assert report["server_publish_limit"] == 40
+    assert report["publisher_paced_to"] == 36
+    assert report["messages_refused"] >= 1
+    assert report["closed"] == {}
+    assert report["lost"] == report["duplicated"] == report["out_of_order"] == 0
+    assert report["publish_rate"] <= 40
+    assert any("ROOMCAST_PUBLISH_RATE=0" in w for w in report["warnings"])
 
 
 def test_socketio_without_its_package_explains_how_to_install_it(

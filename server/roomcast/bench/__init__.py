@@ -28,13 +28,19 @@ Modules, one concept each::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "roomcast bench") -> int:
-    """Run ``roomcast bench`` with ``argv`` (without the program name); the exit code."""
+def main(
+    argv: Sequence[str] | None = None,
+    prog: str = "roomcast bench",
+    default_url: Callable[[], str] | None = None,
+) -> int:
+    """Run ``roomcast bench`` with ``argv`` (without the program name); the exit code.
+    ``default_url()`` names the server when ``--url`` does not (``roomcast bench``: the
+    local server of ``ROOMCAST_HOST``/``ROOMCAST_PORT``)."""
     from .cli import main as cli_main
 
-    return cli_main(argv, prog)
+    return cli_main(argv, prog, default_url)

@@ -1,5 +1,8 @@
-"""``python -m roomcast.bench SCENARIO [flags]``, the same as ``roomcast bench``."""
+"""``python -m roomcast.bench SCENARIO [flags]``, the same as ``roomcast bench``: the
+command line (roomcast.cli) names the default server from the settings."""
 
-from . import main
+import sys
 
-raise SystemExit(main(prog="python -m roomcast.bench"))
+from ..cli import main
+
+raise SystemExit(main(["bench", *sys.argv[1:]]))

@@ -8,15 +8,17 @@ load client.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
-    "PROTOCOLS", "SCENARIOS", "BenchConfig", "build_parser", "parse_config", "positive_int",
+    "DEFAULT_URL", "MIN_PAYLOAD_BYTES", "PROTOCOLS", "SCENARIOS", "BenchConfig",
+    "build_parser", "parse_config", "positive_int",
 ]  # fmt: skip
 
 SCENARIOS = ("fanout", "rooms", "connect", "idle", "sse")
@@ -30,6 +32,12 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_RATE = {"fanout": 0.0, "rooms": 1.0, "sse": 0.0}
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""The server when neither ``--url`` nor the caller's ``default_url`` says (``roomcast
+bench`` passes the local server of ``ROOMCAST_HOST``/``ROOMCAST_PORT``)."""
+MIN_PAYLOAD_BYTES = len('{"bench_t":1795324677.123456,"seq":1000000,"pad":""}')
+"""The smallest ``data`` the bench sends: its send time and sequence number
+(frames.data_pad pads up from there)."""
 
 
 @dataclass(frozen=True)
@@ -111,12 +119,33 @@ def positive_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    """An argparse type: a finite number >= 0 (seconds, or a rate per second)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _payload_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < MIN_PAYLOAD_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_PAYLOAD_BYTES}: every message carries its send time "
+            "and sequence number"
+        )
     return value
 
 
@@ -139,7 +168,12 @@ def _room(text: str) -> str:
 
 def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
     add = parser.add_argument
-    add("--url", type=_url, default="http://127.0.0.1:8000", help="server base URL")
+    add(
+        "--url",
+        type=_url,
+        help="server base URL (default: the local server of ROOMCAST_HOST and ROOMCAST_PORT, "
+        f"{DEFAULT_URL} unset)",
+    )
     add(
         "--protocol",
         choices=SUPPORTED[scenario],
@@ -163,8 +197,13 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
     )
     add("--room", type=_room, default="bench", help="room name (rooms: its prefix)")
     add("--token", help="roomcast token, sent in a connect frame (SSE: Bearer header)")
-    add("--server-pid", type=int, help="server PID: its CPU and RSS (with its children)")
-    add("--setup-timeout", type=_seconds, default=60.0, help="seconds to connect (default 60)")
+    add("--server-pid", type=positive_int, help="server PID: its CPU and RSS (with its children)")
+    add(
+        "--setup-timeout",
+        type=_positive_seconds,
+        default=60.0,
+        help="seconds to connect (default 60)",
+    )
     add("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
     add(
         "--ws-client",
@@ -180,7 +219,12 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
             help=f"publishes/s{per}; 0: as fast as acks allow (default {DEFAULT_RATE[scenario]:g})",
         )
         add("--window", type=positive_int, default=16, help="unacked publishes at most (16)")
-        add("--payload-bytes", type=int, default=100, help="bytes of JSON data (default 100)")
+        add(
+            "--payload-bytes",
+            type=_payload_bytes,
+            default=100,
+            help=f"bytes of JSON data, at least {MIN_PAYLOAD_BYTES} (default 100)",
+        )
         add("--grace", type=_seconds, default=5.0, help="seconds to wait for late deliveries")
     if scenario == "rooms":
         add("--rooms", type=positive_int, default=100, help="rooms (default 100)")
@@ -210,10 +254,21 @@ def build_parser(prog: str = "roomcast bench") -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str], prog: str = "roomcast bench") -> BenchConfig:
-    """Parse ``argv`` (without the program name); exits 2 on a bad command line."""
+def parse_config(
+    argv: Sequence[str],
+    prog: str = "roomcast bench",
+    default_url: Callable[[], str] | None = None,
+) -> BenchConfig:
+    """Parse ``argv`` (without the program name); exits 2 on a bad command line.
+    Without ``--url``, the server is ``default_url()`` (else :data:`DEFAULT_URL`)."""
     parser = build_parser(prog)
     args = parser.parse_args(list(argv))
+    url: str = args.url
+    if url is None:
+        try:
+            url = _url(default_url() if default_url is not None else DEFAULT_URL)
+        except (ValueError, argparse.ArgumentTypeError) as exc:  # settings it cannot use
+            parser.error(f"{exc} (or pass --url)")
     scenario: str = args.scenario
     rooms = getattr(args, "rooms", 1)
     members = getattr(args, "members", 1)
@@ -221,14 +276,12 @@ def parse_config(argv: Sequence[str], prog: str = "roomcast bench") -> BenchConf
     processes = args.processes or os.cpu_count() or 1
     rate = getattr(args, "rate", None)
     payload = getattr(args, "payload_bytes", 100)
-    if payload < 0:
-        parser.error("--payload-bytes must not be negative")
     if scenario in ("fanout", "rooms", "sse") and args.duration <= 0:
         parser.error("--duration must be positive")
     return BenchConfig(
         scenario=scenario,
         protocol=args.protocol,
-        url=args.url,
+        url=url,
         duration=args.duration,
         subscribers=connections,
         rate=DEFAULT_RATE.get(scenario, 0.0) if rate is None else rate,

@@ -135,12 +135,13 @@ def parse_message(frame: bytes) -> tuple[int, float] | None:
 
 
 class Reply(NamedTuple):
-    """One roomcast reply: its id, and either a result or an error code."""
+    """One roomcast reply: its id, and either a result or an error code and message."""
 
     id: int | None
     ok: bool
     result: dict[str, Any]
     error: str
+    message: str = ""
 
 
 def parse_reply(frame: bytes) -> Reply | None:
@@ -158,5 +159,6 @@ def parse_reply(frame: bytes) -> Reply | None:
         result = obj.get("result")
         return Reply(rid, True, result if isinstance(result, dict) else {}, "")
     error = obj.get("error")
-    code = error.get("code", "error") if isinstance(error, dict) else "error"
-    return Reply(rid, False, {}, str(code))
+    if not isinstance(error, dict):
+        return Reply(rid, False, {}, "error")
+    return Reply(rid, False, {}, str(error.get("code", "error")), str(error.get("message", "")))

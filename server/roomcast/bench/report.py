@@ -78,7 +78,16 @@ def _warnings(report: dict[str, Any]) -> list[str]:
             f"({report['lost_on_closed']} on connections the server closed), "
             f"{report['duplicated']} duplicated, {report['out_of_order']} out of order"
         )
-    if any(k.endswith(":rate_limited") for k in kinds):
+    paced = report["publisher_paced_to"]
+    if paced is not None:
+        limit = report["server_publish_limit"]
+        stated = f" to {limit:g} publishes/s per connection" if limit else ""
+        warnings.append(
+            f"the server limits publishing{stated}: the publisher slowed to {paced:g}/s, so "
+            "this run measured fan-out at that rate, not the most the server can do; for "
+            "that, run the server with ROOMCAST_PUBLISH_RATE=0 (docs/bench.md)"
+        )
+    elif any(k.endswith(":rate_limited") for k in kinds):
         warnings.append(
             "the server rate-limited the publisher: run benchmark servers with "
             "ROOMCAST_PUBLISH_RATE=0"
@@ -135,6 +144,8 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
     deliveries = sum(r["measured"] for r in results)
     published_measured = sum(r["published_measured"] for r in results)
     client_cpu, by_process = _client_cpu(results)
+    limits = [r["server_limit"] for r in results if r.get("server_limit")]
+    paces = [r["paced_to"] for r in results if r.get("paced_to")]
     connections = sum(r["connected"] for r in results)
     report: dict[str, Any] = {
         "scenario": cfg.scenario,
@@ -153,6 +164,8 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
         "messages_published": sum(r["published"] for r in results),
         "messages_acked": sum(r["acked"] for r in results),
         "messages_refused": sum(r["refused"] for r in results),
+        "server_publish_limit": max(limits) if limits else None,
+        "publisher_paced_to": round(min(paces), 3) if paces else None,
         "publish_rate": round(published_measured / measured, 1)
         if measured and cfg.publishes
         else None,

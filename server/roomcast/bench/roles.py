@@ -7,6 +7,12 @@ on a channel at a fixed rate or as fast as a window of unacknowledged publishes 
 its acknowledgements are roomcast's publish replies, or, on relaying servers, its own
 frame coming back (``ack="echo"``). In the ``rooms`` scenario one channel is both.
 
+A publisher obeys the server's publish rate limit as a well-behaved client does: at its
+first ``rate_limited`` reply it waits the ``retry in`` the reply names, then publishes at
+:data:`PACE_UNDER_LIMIT` of the limit the reply states (``at most N publishes per
+second``), rather than be closed 3004 after ``max_rate_breaches`` refusals. The report
+says so (``server_publish_limit``, ``publisher_paced_to``).
+
 All of one worker's connections share one :class:`Tally` (counters, latency histogram,
 measured window): a worker process is single-threaded, so no locking.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +47,19 @@ __all__ = ["Publisher", "Subscriber", "Tally", "frame_handler", "receive", "slee
 
 SYNC_INTERVAL = 0.1
 """Seconds between barrier frames while subscribers of a relaying server join."""
+PACE_UNDER_LIMIT = 0.9
+"""After a ``rate_limited`` reply, the publisher's rate as a fraction of the server's
+limit: under it, so the server's token bucket never runs dry again."""
+UNSTATED_LIMIT_PACE = 10.0
+"""Publishes/s after a ``rate_limited`` reply that states no limit (when not paced yet;
+a paced publisher halves its rate instead)."""
+_LIMIT = re.compile(r"at most ([0-9]+(?:\.[0-9]+)?) publishes per second")
+_RETRY = re.compile(r"retry in ([0-9]+(?:\.[0-9]+)?) s")
+
+
+def _number(pattern: re.Pattern[str], text: str) -> float | None:
+    match = pattern.search(text)
+    return float(match.group(1)) if match else None
 
 
 @dataclass
@@ -215,6 +235,14 @@ class Publisher:
         self.done_sending = False
         self.settled = asyncio.Event()
         self.syncing = False
+        self.next_due = 0.0
+        """Wall-clock time of the next publish when paced (``rate`` > 0)."""
+        self.resume_at = 0.0
+        """No publish before this (wall clock): the server asked to retry later."""
+        self.server_limit: float | None = None
+        """The publish rate limit the server stated in a ``rate_limited`` reply."""
+        self.paced_to: float | None = None
+        """The rate this publisher slowed to after ``rate_limited`` replies."""
 
     def _release(self) -> None:
         self.slots.release()
@@ -230,9 +258,26 @@ class Publisher:
         elif not reply.ok:
             self.refused += 1
             self.tally.error(f"publish:{reply.error}", f"publish refused: {reply.error}")
+            if reply.error == "rate_limited":
+                self._slow_down(reply.message)
         else:
             return
         self._release()
+
+    def _slow_down(self, message: str) -> None:
+        """Obey a ``rate_limited`` reply: wait as it says, then publish under the limit."""
+        limit = _number(_LIMIT, message)
+        if limit is not None and limit > 0:
+            self.server_limit = limit
+            pace = limit * PACE_UNDER_LIMIT
+        else:
+            pace = self.rate / 2 if self.rate > 0 else UNSTATED_LIMIT_PACE
+        if self.rate == 0 or pace < self.rate:
+            self.rate = self.paced_to = pace
+        retry = _number(_RETRY, message)
+        now = time.time()
+        self.resume_at = max(self.resume_at, now + (1 / self.rate if retry is None else retry))
+        self.next_due = max(self.next_due, self.resume_at)
 
     def on_echo(self, offset: int) -> None:
         if offset > self.sent:  # not ours (another publisher on a relaying server)
@@ -256,10 +301,9 @@ class Publisher:
 
     async def run(self, t_go: float, t_stop: float, t_measure: float) -> None:
         """Publish from ``t_go`` until ``t_stop`` (wall clock)."""
-        rate = self.rate
-        phase = random.random() / rate if rate > 0 else 0.0  # spread many publishers
+        phase = random.random() / self.rate if self.rate > 0 else 0.0  # spread publishers
         await sleep_until(t_go + phase)
-        start = time.time()
+        self.next_due = time.time()
         slots = self.slots
         n = 0
         try:
@@ -267,11 +311,10 @@ class Publisher:
                 now = time.time()
                 if now >= t_stop:
                     break
-                if rate > 0:
-                    due = start + n / rate
-                    if due > now:
-                        await asyncio.sleep(min(due, t_stop) - now)
-                        continue
+                due = max(self.next_due, self.resume_at) if self.rate > 0 else self.resume_at
+                if due > now:
+                    await asyncio.sleep(min(due, t_stop) - now)
+                    continue
                 if slots.locked():
                     try:
                         await asyncio.wait_for(slots.acquire(), t_stop - now)
@@ -281,10 +324,15 @@ class Publisher:
                     await slots.acquire()
                 if self.done_sending:  # the channel was lost
                     break
+                if time.time() < self.resume_at:  # refused while it waited for the slot
+                    slots.release()
+                    continue
                 n += 1
                 now = time.time()
                 self.sent = n  # before the send: its ack may be read while it drains
                 await self.channel.send(self._frame(n, now))
+                if self.rate > 0:
+                    self.next_due += 1 / self.rate
                 if t_measure <= now < t_stop:
                     self.sent_measured += 1
         except ChannelError as exc:

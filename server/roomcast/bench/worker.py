@@ -354,6 +354,8 @@ class Worker:
             "published_measured": sum(p.sent_measured for p in pubs),
             "acked": sum(p.acked for p in pubs),
             "refused": sum(p.refused for p in pubs),
+            "server_limit": max((p.server_limit for p in pubs if p.server_limit), default=None),
+            "paced_to": min((p.paced_to for p in pubs if p.paced_to), default=None),
             "cpu": self.cpu,
             "wall": self.wall,
         }
