@@ -48,6 +48,7 @@ def test_the_pages_listed_are_the_ones_served() -> None:
     without_web = dict(page_urls(Settings(web=False), base))
     assert "chat" not in without_web
     assert "dashboard" not in without_web
+    assert "admin" not in without_web  # its API stays; the page is one of the web files
     assert "REST API" in without_web
 
 

@@ -45,7 +45,7 @@ def page_urls(settings: Settings, base: str) -> list[tuple[str, str]]:
     if settings.web:
         pages += [("chat", "/chat"), ("dashboard", "/dashboard")]
     pages += [("REST API", "/docs"), ("protocol", "/asyncapi")]
-    if admin_served(settings):
+    if settings.web and admin_served(settings):  # the page; without web only its API
         pages.append(("admin", "/admin"))
     return [(what, base + path) for what, path in pages]
 
