@@ -161,10 +161,21 @@ def preflight(settings: Settings) -> None:
     async def check() -> None:
         if settings.startup_check:
             await check_broker(settings, broker)
-        engine = make_engine(settings)
+        engine = make_engine(settings)  # a malformed URL is told here (SettingsError)
         try:
-            await check_database(settings, engine)
+            if not check_sqlite(settings):  # a SQLite file: checked without aiosqlite
+                await check_database(settings, engine)
         finally:
             await engine.dispose()
 
     asyncio.run(check())
+
+
+def check_sqlite(settings: Settings) -> bool:
+    """StartupError naming ROOMCAST_DATABASE_URL unless its SQLite file opens; True
+    when the URL is such a file (checked), False for any other database."""
+    from .db.engine import check_sqlite_file
+
+    url = settings.database_url.get_secret_value()
+    with needs(DATABASE, "the database", secret=url, errors=(Exception,)):
+        return check_sqlite_file(url)

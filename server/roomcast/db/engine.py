@@ -23,6 +23,7 @@ Caller's obligation: ``await engine.dispose()`` when done.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -149,6 +150,23 @@ async def check_connection(engine: AsyncEngine) -> None:
     raises whatever SQLAlchemy or the driver raises when the database cannot answer."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+def check_sqlite_file(url: str) -> bool:
+    """For a SQLite URL with a file, open that file with the standard library and run
+    ``SELECT 1`` (raising its error, e.g. ``unable to open database file``) and return
+    True; False for any other database (or an in-memory SQLite). Synchronous and
+    without threads: aiosqlite's connection thread could outlive the event loop of
+    ``roomcast serve``'s check and print a traceback on its way out."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    connection = sqlite3.connect(parsed.database, timeout=1.0)
+    try:
+        connection.execute("SELECT 1")
+    finally:
+        connection.close()
+    return True
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
