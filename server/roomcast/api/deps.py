@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -39,7 +38,8 @@ __all__ = [
 
 log = logging.getLogger("roomcast")
 
-_never_started = threading.Event()
+_TOLD = "roomcast_told_lifespan_missing"
+"""Set on an application's ``state`` once it was told its roomcast has no lifespan."""
 
 ROOMCAST = "roomcast"
 PRINCIPAL = "roomcast.principal"
@@ -63,8 +63,9 @@ def get_roomcast(conn: HTTPConnection) -> Roomcast:
     if rc is None:
         rc = getattr(conn.app.state, "roomcast", None)
     if rc is None or not rc.running:
-        if (rc is None or not rc.started_once) and not _never_started.is_set():
-            _never_started.set()  # said once, not once per request
+        state = conn.app.state
+        if (rc is None or not rc.started_once) and not getattr(state, _TOLD, False):
+            setattr(state, _TOLD, True)  # said once per application, not once per request
             log.error("roomcast is used but its lifespan never started: pass lifespan=rc.lifespan")
         raise HTTPException(503, "roomcast is not running (its lifespan is not running)")
     return cast("Roomcast", rc)
