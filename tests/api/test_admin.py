@@ -24,6 +24,7 @@ from roomcast.app import create_app
 from roomcast.auth import Authority
 from roomcast.auth.errors import InvalidCredentials
 from roomcast.cli import main
+from roomcast.hub import incidents
 from roomcast.hub.incidents import INCIDENTS, Incidents
 from roomcast.hub.subscriber import Subscriber
 from roomcast.settings import Settings
@@ -267,9 +268,22 @@ async def test_evictions_and_logged_warnings_are_reported_newest_first_secrets_r
     )
     assert "hunter2" not in json.dumps(body)
     assert "eyJsecret" not in json.dumps(body)
-    # Once the runtime stopped, nothing more is kept.
-    logging.getLogger("roomcast.hub").warning("after the lifespan")
-    assert INCIDENTS.recent_errors(1)[0].message != "after the lifespan"
+
+
+def test_the_log_handler_is_taken_off_when_the_last_runtime_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(Alone: another runtime of this test process may be running, e.g. the one
+    schemathesis starts to read the OpenAPI schema, and keep its handler on.)"""
+    monkeypatch.setattr(incidents, "_attached", [])
+    logger = logging.getLogger("roomcast")
+    before = list(logger.handlers)
+    with incidents.capture_logs(str), incidents.capture_logs(str):
+        added = [h for h in logger.handlers if h not in before]
+        assert len(added) == 1  # one handler however many runtimes
+        logging.getLogger("roomcast.hub").warning("during the lifespan")
+        assert INCIDENTS.recent_errors(1)[0].message == "during the lifespan"
+    assert [h for h in logger.handlers if h not in before] == []
 
 
 def test_the_incident_rings_are_bounded_and_cut_long_messages() -> None:
