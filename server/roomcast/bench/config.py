@@ -107,12 +107,16 @@ class BenchConfig:
         return config
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (also used by ``roomcast demo-feed``)."""
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (also used by ``roomcast demo-feed``)."""
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
@@ -137,10 +141,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _payload_bytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    value = _whole(text)
     if value < MIN_PAYLOAD_BYTES:
         raise argparse.ArgumentTypeError(
             f"must be at least {MIN_PAYLOAD_BYTES}: every message carries its send time "

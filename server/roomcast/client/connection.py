@@ -52,7 +52,7 @@ from .options import ClientOptions
 from .reconnect import ABNORMAL, backoff_delay, first_attempt, give_up
 from .requests import IDEMPOTENCY_KEY, PendingRequests, check_room, request_fields
 from .rooms import Resubscribe, Rooms
-from .state import ConnectionState, StateChange, can_move
+from .state import ConnectionState, StateChange, can_move, tell
 from .subscription import Subscription
 from .tokens import TokenProvider, TokenSource, refresh_delay
 
@@ -470,11 +470,7 @@ class Client:
                 log.debug("roomcast client: no move %s -> %s", self.state, change.state)
             return
         self.state = change.state
-        if self._on_state is not None:
-            try:
-                self._on_state(change)
-            except Exception:
-                log.exception("roomcast client: the on_state callback failed")
+        tell(self._on_state, change)
 
     def __repr__(self) -> str:
         return f"<roomcast.client.Client {self.url} {self.state.value}>"

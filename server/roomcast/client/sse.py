@@ -43,7 +43,7 @@ from .events import Event, Message, Recovered, Reset, SubscribeResult, Unsubscri
 from .options import StreamOptions
 from .position import RoomPosition
 from .reconnect import ABNORMAL, backoff_delay, first_attempt, give_up
-from .state import ConnectionState, StateChange, can_move
+from .state import ConnectionState, StateChange, can_move, tell
 from .tokens import TokenProvider, TokenSource
 
 __all__ = ["EventStream", "parse_event_id", "sse"]
@@ -376,11 +376,7 @@ class EventStream:
         if not can_move(self.state, change.state):
             return
         self.state = change.state
-        if self._on_state is not None:
-            try:
-                self._on_state(change)
-            except Exception:
-                log.exception("roomcast client: the on_state callback failed")
+        tell(self._on_state, change)
 
     def __repr__(self) -> str:
         return f"<roomcast.client.EventStream {self.rooms} {self.state.value}>"

@@ -17,9 +17,13 @@ makes it ``CLOSED``.
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ConnectionState", "StateChange", "can_move"]
+__all__ = ["ConnectionState", "StateChange", "can_move", "tell"]
+
+log = logging.getLogger("roomcast.client")
 
 
 class ConnectionState(enum.Enum):
@@ -64,3 +68,13 @@ class StateChange:
     attempt: int = 0
     delay: float | None = None
     lost: tuple[str, ...] = ()
+
+
+def tell(on_state: Callable[[StateChange], None] | None, change: StateChange) -> None:
+    """Give ``change`` to the application's ``on_state`` callback, if any; a callback
+    that raises is logged, never raised into the client."""
+    if on_state is not None:
+        try:
+            on_state(change)
+        except Exception:
+            log.exception("roomcast client: the on_state callback failed")
