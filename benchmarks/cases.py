@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CASES", "PEERS", "ROOT", "Case", "SIDE_VENV", "roomcast_env"]
+__all__ = ["CASES", "LIMIT", "PEERS", "ROOT", "Case", "SIDE_VENV", "roomcast_env"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "benchmarks" / "peers"
@@ -55,6 +55,8 @@ class Case:
     workers: int = 1
     health: str | None = None
     """An HTTP path that answers 200 once the server is ready (else: the port accepts)."""
+    bench_args: tuple[str, ...] = ()
+    """Extra arguments for ``roomcast bench`` (``--sse`` for SSE streams held idle)."""
 
 
 def _roomcast(*args: str) -> tuple[str, ...]:
@@ -68,9 +70,15 @@ def _peer(name: str, *args: str, python: str = PY) -> tuple[str, ...]:
 SIDE_PY = str(SIDE_VENV / "bin" / "python")
 REDIS2 = ("--workers", "2", "--redis-url", "{redis}")
 
+LIMIT = "frame-once"
+"""The reference row: a frame built once, ``transport.write`` to every connection in a
+loop (peers/frame_once.py), the practical ceiling for one event to N WebSockets."""
+
 CASES: tuple[Case, ...] = (
     Case("roomcast", "roomcast, memory broker, 1 worker", "fanout", _roomcast(), "roomcast",
          env=roomcast_env(), health="/healthz"),
+    Case(LIMIT, "frame-once transport.write loop (limit)", "fanout", _peer("frame_once.py"),
+         "broadcast"),
     Case("tutorial", "FastAPI tutorial ConnectionManager", "fanout", _peer("tutorial.py"),
          "broadcast"),
     Case("websockets", "websockets serve() + broadcast()", "fanout",
@@ -103,6 +111,11 @@ CASES: tuple[Case, ...] = (
          _peer("tutorial.py"), "broadcast", scenario="idle"),
     Case("websockets-idle", "websockets serve() + broadcast()", "idle",
          _peer("websockets_broadcast.py"), "broadcast", scenario="idle"),
+    Case("frame-once-idle", "frame-once transport.write loop (limit)", "idle",
+         _peer("frame_once.py"), "broadcast", scenario="idle"),
+    Case("roomcast-sse-idle", "roomcast SSE streams, memory broker, 1 worker", "idle",
+         _roomcast(), "roomcast", scenario="idle", env=roomcast_env(), health="/healthz",
+         bench_args=("--sse",)),
 )  # fmt: skip
 
 

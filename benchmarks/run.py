@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/run.py [--rounds 3] [--subscribers 1000] [--duration 8]
-        [--only roomcast,tutorial,...] [--idle-connections N] [--out benchmarks/RESULTS.md]
+        [--only roomcast,frame-once,websockets,...] [--idle-connections N]
+        [--out benchmarks/RESULTS.md] [--json FILE] [--no-pin]
 
 What it does, in order:
 
@@ -12,13 +13,19 @@ What it does, in order:
    (README.md, "Known problems"), ``npm ci`` for the Node.js peer, and a private
    ``redis-server`` on a free loopback port. A peer whose needs cannot be met is left
    out and RESULTS.md says why.
-2. Runs every case (cases.py) ``--rounds`` times, interleaved (round 1: every case,
-   round 2: every case in a rotated order, ...), each trial on a freshly started server
-   process driven by ``roomcast bench`` with ``--server-pid`` and ``--json``.
-3. Measures roomcast's latency at half of the peak rate it reached in step 2, and
-   roomcast's, the tutorial's and ``websockets``' at one light fixed rate.
-4. Holds idle connections on a fresh roomcast and fresh peers and reads their RSS.
-5. Writes RESULTS.md (results.py renders it) and every trial's JSON to results.json.
+2. Pins the server to one CPU and the load client to another (``taskset -c``; the
+   server's worker processes and redis-server share the server's CPU; the client runs
+   ``roomcast bench --processes 1``), or says why it could not.
+3. Window 16 (the peak): every WebSocket, Redis and SSE case, ``--rounds`` times,
+   interleaved (round 2 rotates the order, ...), each trial on a freshly started server
+   driven by ``roomcast bench`` with ``--server-pid`` and ``--json``.
+4. One publish at a time and fixed rates, interleaved the same way: window 1 for every
+   WebSocket and SSE case; a common fixed rate for every WebSocket case, half of
+   ``websockets.broadcast()``'s window-16 peak from step 3 (``--common-rate`` sets it);
+   roomcast at half of its own window-16 peak; roomcast and the limit at a light rate.
+5. Holds idle connections (WebSockets; SSE streams for roomcast) on fresh servers and
+   reads their RSS (``--idle-rounds`` times, default once).
+6. Writes RESULTS.md (results.py renders it) and every trial's JSON.
 
 Absolute numbers move by tens of percent between runs on a shared 2-core machine;
 the ratios between servers measured in the same run are what to compare.
@@ -39,19 +46,28 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import CASES, ROOT, SIDE_VENV, Case, environment_for
-from results import render
+from cases import CASES, LIMIT, ROOT, SIDE_VENV, Case, environment_for
+from results import cpu_us_per_delivery, render
+from roomcast.bench.procfs import process_tree
 
-LIGHT_CASES = ("roomcast", "websockets", "tutorial")
-"""Also measured at a fixed light rate (--light-rate), for latency side by side."""
+LIGHT_CASES = ("roomcast", LIMIT)
+"""Also measured at a fixed light rate (--light-rate): the baseline of roomcast's
+latency at half of its own peak, and the limit's for reference."""
+COMMON_RATE_BASE = "websockets"
+"""The common fixed rate is half of this case's window-16 peak."""
+CLIENT_PROCESSES = 1
+"""``roomcast bench --processes``: one client process, on the client's one CPU."""
 SERVER_START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS.md"
+DEFAULT_JSON = ROOT / "benchmarks" / "results.json"
 
 
 def log(message: str) -> None:
@@ -63,6 +79,55 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+# -- pinning ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Where the server and the load client run (``taskset -c`` CPU lists)."""
+
+    server_cpus: str | None
+    client_cpus: str | None
+    why_not: str | None = None
+    client_processes: int = CLIENT_PROCESSES
+
+    @property
+    def pinned(self) -> bool:
+        return self.server_cpus is not None and self.client_cpus is not None
+
+    def server(self, command: Sequence[str]) -> list[str]:
+        """``command`` run on the server's CPU (its children inherit it)."""
+        return ["taskset", "-c", self.server_cpus, *command] if self.server_cpus else [*command]
+
+    def client(self, command: Sequence[str]) -> list[str]:
+        return ["taskset", "-c", self.client_cpus, *command] if self.client_cpus else [*command]
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"pinned": self.pinned}
+
+
+def pinning(disabled: bool) -> Pinning:
+    """The server on the first CPU this process may use, the client on the second; no
+    pinning (and why) without taskset, without a second CPU, or with --no-pin."""
+    if disabled:
+        return Pinning(None, None, "--no-pin")
+    if not shutil.which("taskset"):
+        return Pinning(None, None, "taskset is not installed (util-linux)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return Pinning(None, None, f"only {len(cpus)} CPU available to this process")
+    return Pinning(str(cpus[0]), str(cpus[1]))
+
+
+def affinity(pid: int) -> list[int]:
+    """The CPUs ``pid`` and its descendants may run on (their union; [] if gone)."""
+    cpus: set[int] = set()
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            cpus |= os.sched_getaffinity(member)
+    return sorted(cpus)
 
 
 # -- preparing what the peers need -------------------------------------------------
@@ -120,11 +185,12 @@ def prepare(skip_install: bool) -> tuple[set[str], dict[str, str]]:
 
 
 @contextlib.contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
+def redis_server(tmp: Path, pins: Pinning) -> Iterator[str]:
+    """A private redis-server on the server's CPU (it is part of the server side)."""
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp)],
+        pins.server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", str(tmp)]),
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -167,18 +233,25 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], health: str | None =
     raise RuntimeError(f"server did not listen on {port} within {SERVER_START_TIMEOUT:g} s")
 
 
+@dataclass(frozen=True)
+class Context:
+    redis_url: str
+    tmp: Path
+    pins: Pinning
+
+
 @contextlib.contextmanager
-def started(case: Case, redis_url: str, tmp: Path, logs: list[Path]) -> Iterator[tuple[int, int]]:
-    """Start ``case``'s server; yield (port, pid); stop it and every child. The path of
-    its log is appended to ``logs``."""
+def started(case: Case, ctx: Context, logs: list[Path]) -> Iterator[tuple[int, int]]:
+    """Start ``case``'s server on the server's CPU; yield (port, pid); stop it and every
+    child. The path of its log is appended to ``logs``."""
     port = free_port()
-    work = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{case.key}-"))
+    work = Path(tempfile.mkdtemp(dir=ctx.tmp, prefix=f"{case.key}-"))
     logs.append(work / "server.log")
-    command = [part.format(port=port, redis=redis_url) for part in case.command]
+    command = [part.format(port=port, redis=ctx.redis_url) for part in case.command]
     errors = (work / "server.log").open("wb")
     proc = subprocess.Popen(
-        command, env=environment_for(case, port, redis_url, str(work)), cwd=str(work),
-        stdout=errors, stderr=subprocess.STDOUT, start_new_session=True,
+        ctx.pins.server(command), env=environment_for(case, port, ctx.redis_url, str(work)),
+        cwd=str(work), stdout=errors, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         wait_for_port(port, proc, case.health)
@@ -190,34 +263,53 @@ def started(case: Case, redis_url: str, tmp: Path, logs: list[Path]) -> Iterator
         errors.close()
 
 
-def bench(case: Case, port: int, pid: int, args: list[str], out: Path) -> dict[str, Any]:
+def bench(
+    case: Case, port: int, pid: int, args: list[str], out: Path, pins: Pinning
+) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "roomcast.bench", case.scenario,
         "--url", f"http://127.0.0.1:{port}", "--protocol", case.protocol,
-        "--server-pid", str(pid), "--json", str(out), *args,
+        "--server-pid", str(pid), "--json", str(out),
+        "--processes", str(pins.client_processes), *case.bench_args, *args,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(pins.client(command), capture_output=True, text=True, check=False)
     if not out.exists():
         return {"ok": False, "exit_code": done.returncode, "failure": done.stderr[-2000:]}
     report: dict[str, Any] = json.loads(out.read_text())
-    report.pop("latency_histogram_us", None)  # the percentiles stay; keeps results.json small
+    report.pop("latency_histogram_us", None)  # the percentiles stay; keeps the JSON small
     return report
 
 
-def trial(case: Case, args: list[str], redis_url: str, tmp: Path) -> dict[str, Any]:
-    out = tmp / f"{case.key}-{time.monotonic_ns()}.json"
+def trial(case: Case, scenario: str, args: list[str], ctx: Context) -> dict[str, Any]:
+    out = ctx.tmp / f"{case.key}-{time.monotonic_ns()}.json"
     logs: list[Path] = []
+    began = time.monotonic()
+    server_cpus: list[int] = []
     try:
-        with started(case, redis_url, tmp, logs) as (port, pid):
-            report = bench(case, port, pid, args, out)
+        with started(case, ctx, logs) as (port, pid):
+            server_cpus = affinity(pid)
+            report = bench(case, port, pid, args, out, ctx.pins)
     except RuntimeError as exc:
         report = {"ok": False, "failure": str(exc)}
     if not report.get("ok") and logs and logs[0].exists():  # what the server said, kept
         report["server_log_tail"] = logs[0].read_text(errors="replace")[-3000:]
-    summary = report.get("deliveries_per_s")
+    report["pinning"] = {
+        "server_cpus": server_cpus,
+        "client_cpus": ctx.pins.client_cpus,
+        "client_processes": ctx.pins.client_processes,
+    }
+    report["cpu_us_per_delivery"] = cpu_us_per_delivery(report)
+    report["trial_seconds"] = round(time.monotonic() - began, 1)
+    rate = report.get("deliveries_per_s")
     rss = report.get("rss_per_connection")
-    shown = f"{summary:,.0f} deliveries/s" if summary else f"{rss or 0:,.0f} B/conn"
-    log(f"  {case.key}: {shown}, exit {report.get('exit_code')}"
+    per = report["cpu_us_per_delivery"]
+    if rate:
+        shown = f"{rate:,.0f} deliveries/s" + (f", {per:.1f} us CPU/delivery" if per else "")
+        shown += f", p99 {report.get('latency_ms', {}).get('p99', 0):,.1f} ms"
+        shown += f", client CPU {report.get('client_cpu') or 0:.2f}"
+    else:
+        shown = f"{rss or 0:,.0f} B/conn"
+    log(f"  {scenario} {case.key}: {shown}, exit {report.get('exit_code')}"
         + (f" ({report.get('failure')})" if report.get("failure") else ""))  # fmt: skip
     return report
 
@@ -231,6 +323,34 @@ def fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+Job = tuple[str, Case, list[str]]
+"""(scenario, case, bench arguments)."""
+
+
+def rotated(jobs: list[Job], r: int) -> list[Job]:
+    if not jobs:
+        return jobs
+    k = r % len(jobs)
+    return jobs[k:] + jobs[:k]
+
+
+def run_rounds(
+    jobs: list[Job], rounds: int, ctx: Context, results: dict[str, dict[str, list[Any]]]
+) -> None:
+    """Every job ``rounds`` times, interleaved; trials go to ``results[scenario][key]``."""
+    for r in range(rounds):
+        log(f"round {r + 1} of {rounds}")
+        for scenario, case, args in rotated(jobs, r):
+            report = trial(case, scenario, args, ctx)
+            results.setdefault(scenario, {}).setdefault(case.key, []).append(report)
+
+
+def peak(results: dict[str, dict[str, list[Any]]], key: str) -> float:
+    """The median window-16 deliveries/s of ``key`` (0: not measured)."""
+    return _median([t["deliveries_per_s"] for t in results.get("w16", {}).get(key, [])
+                    if t.get("deliveries_per_s")])  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -239,74 +359,123 @@ def main() -> int:
     parser.add_argument("--payload-bytes", type=int, default=100)
     parser.add_argument("--idle-connections", type=int, help="default: 20000, or the fd limit")
     parser.add_argument("--idle-duration", type=float, default=10.0)
-    parser.add_argument("--light-rate", type=float, default=30.0, help="publishes/s")
-    parser.add_argument("--only", help="comma-separated case keys (cases.py)")
+    parser.add_argument(
+        "--idle-rounds", type=int, default=1,
+        help="rounds of the idle cases (default 1: RSS per connection varied by ±0%% over "
+        "3 rounds, and each idle trial takes a minute or more)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--light-rate", type=float, default=10.0,
+        help="publishes/s (default 10: light for the one client process too)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--common-rate", type=float,
+        help="the fixed rate every WebSocket server gets, publishes/s (default: half of "
+        "websockets.broadcast()'s window-16 peak in this run)",
+    )  # fmt: skip
+    keys = ", ".join(c.key for c in CASES)
+    parser.add_argument("--only", help=f"comma-separated case keys: {keys}")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--skip-install", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--json", type=Path,
+        help="every trial's JSON (default: benchmarks/results.json with the default --out, "
+        "else --out with a .json suffix)",
+    )  # fmt: skip
     opts = parser.parse_args()
+    if opts.json is None:
+        opts.json = (
+            DEFAULT_JSON if opts.out.resolve() == DEFAULT_OUT else opts.out.with_suffix(".json")
+        )
+    only = set(opts.only.split(",")) if opts.only else None
+    if only and (unknown := only - {c.key for c in CASES}):
+        parser.error(f"--only: unknown case {', '.join(sorted(unknown))} (known: {keys})")
 
     have, why = prepare(opts.skip_install)
-    only = set(opts.only.split(",")) if opts.only else None
+    pins = pinning(opts.no_pin)
+    log(f"pinned: server on CPU {pins.server_cpus}, client on CPU {pins.client_cpus}"
+        if pins.pinned else f"NOT pinned: {pins.why_not}")  # fmt: skip
     cases = [c for c in CASES if only is None or c.key in only]
     left_out = {c.key: "; ".join(why[n] for n in sorted(c.needs - have)) for c in cases
                 if c.needs - have}  # fmt: skip
     runnable = [c for c in cases if c.key not in left_out]
+    by_group = {
+        g: [c for c in runnable if c.group == g] for g in ("fanout", "fanout2", "sse", "idle")
+    }
     idle_n = opts.idle_connections or min(20_000, fd_limit() - 500)
     common = [
         "--subscribers", str(opts.subscribers), "--duration", str(opts.duration),
         "--payload-bytes", str(opts.payload_bytes), "--warmup", "1", "--grace", "5",
     ]  # fmt: skip
-    per_scenario = {
-        "fanout": common,
-        "sse": common,
-        "idle": ["--subscribers", str(idle_n), "--duration", str(opts.idle_duration),
-                 "--concurrency", "200", "--setup-timeout", "180"],
-    }  # fmt: skip
+    idle_args = ["--subscribers", str(idle_n), "--duration", str(opts.idle_duration),
+                 "--concurrency", "200", "--setup-timeout", "180"]  # fmt: skip
     started_at = datetime.datetime.now(datetime.UTC)
-    trials: dict[str, list[dict[str, Any]]] = {c.key: [] for c in runnable}
-    half: list[dict[str, Any]] = []
-    light: dict[str, list[dict[str, Any]]] = {}
+    began = time.monotonic()
+    phases: dict[str, float] = {}
+    results: dict[str, dict[str, list[Any]]] = {}
+    rates: dict[str, Any] = {"light": opts.light_rate}
     with tempfile.TemporaryDirectory(prefix="roomcast-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        redis = redis_server(tmp) if "redis" in have else contextlib.nullcontext("")
+        redis = redis_server(tmp, pins) if "redis" in have else contextlib.nullcontext("")
         with redis as redis_url:
-            for r in range(opts.rounds):
-                order = runnable[r % len(runnable) :] + runnable[: r % len(runnable)]
-                log(f"round {r + 1} of {opts.rounds}")
-                for case in order:
-                    trials[case.key].append(
-                        trial(case, per_scenario[case.scenario], redis_url, tmp)
-                    )
-            peak = _median([t.get("deliveries_per_s") or 0 for t in trials.get("roomcast", [])])
-            if peak:
-                rate = peak / 2 / opts.subscribers
-                log(f"latency at half of roomcast's peak: {rate:.1f} publishes/s")
-                base = next(c for c in CASES if c.key == "roomcast")
-                args = [*common, "--rate", f"{rate:.2f}"]
-                half = [trial(base, args, redis_url, tmp) for _ in range(opts.rounds)]
-            light_cases = [c for c in runnable if c.key in LIGHT_CASES]
-            if light_cases:
-                log(f"latency at a light load: {opts.light_rate:g} publishes/s")
-                args = [*common, "--rate", f"{opts.light_rate:g}"]
-                for _ in range(opts.rounds):
-                    for case in light_cases:
-                        light.setdefault(case.key, []).append(trial(case, args, redis_url, tmp))
+            ctx = Context(redis_url, tmp, pins)
+            mark = time.monotonic()
+            w16 = [*by_group["fanout"], *by_group["fanout2"], *by_group["sse"]]
+            log(f"window 16 (peak): {len(w16)} cases")
+            run_rounds([("w16", c, [*common, "--window", "16"]) for c in w16], opts.rounds,
+                       ctx, results)  # fmt: skip
+            phases["w16"] = time.monotonic() - mark
+
+            mark = time.monotonic()
+            jobs: list[Job] = [("w1", c, [*common, "--window", "1"])
+                               for c in [*by_group["fanout"], *by_group["sse"]]]  # fmt: skip
+            base = peak(results, COMMON_RATE_BASE)
+            fixed = opts.common_rate or (base / 2 / opts.subscribers if base else 0.0)
+            if fixed:
+                rates["fixed"] = round(fixed, 2)
+                rates["fixed_from"] = "--common-rate" if opts.common_rate else COMMON_RATE_BASE
+                jobs += [("fixed", c, [*common, "--rate", f"{fixed:.2f}"])
+                         for c in by_group["fanout"]]  # fmt: skip
+            elif by_group["fanout"]:
+                rates["fixed_why_not"] = (
+                    "websockets.broadcast() has no window-16 peak in this run "
+                    "(add websockets to --only, or give --common-rate)"
+                )
+            own = peak(results, "roomcast")
+            roomcast = next((c for c in by_group["fanout"] if c.key == "roomcast"), None)
+            if own and roomcast:
+                rates["half"] = round(own / 2 / opts.subscribers, 2)
+                jobs.append(("half", roomcast, [*common, "--rate", f"{rates['half']:.2f}"]))
+            jobs += [("light", c, [*common, "--rate", f"{opts.light_rate:g}"])
+                     for c in by_group["fanout"] if c.key in LIGHT_CASES]  # fmt: skip
+            log(f"window 1 and fixed rates ({rates}): {len(jobs)} jobs")
+            run_rounds(jobs, opts.rounds, ctx, results)
+            phases["w1_and_rates"] = time.monotonic() - mark
+
+            mark = time.monotonic()
+            if by_group["idle"]:
+                log(f"idle: {idle_n:,} connections")
+                run_rounds([("idle", c, idle_args) for c in by_group["idle"]], opts.idle_rounds,
+                           ctx, results)  # fmt: skip
+            phases["idle"] = time.monotonic() - mark
+    elapsed = time.monotonic() - began
     document = {
         "started_at": started_at.isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed),
+        "phase_seconds": {k: round(v) for k, v in phases.items()},
         "commit": _commit(),
         "options": {k: str(v) for k, v in vars(opts).items()},
+        "pinning": pins.as_json(),
         "idle_connections": idle_n,
         "fd_limit": fd_limit(),
         "left_out": left_out,
-        "trials": trials,
-        "half_peak": half,
-        "light": light,
-        "light_rate": opts.light_rate,
+        "rates": rates,
+        "results": results,
     }
     opts.json.write_text(json.dumps(document, indent=1) + "\n")
-    opts.out.write_text(render(document, [c for c in cases]))
-    log(f"wrote {opts.out} and {opts.json}")
+    opts.out.write_text(render(document, list(cases)))
+    log(f"wrote {opts.out} and {opts.json} after {elapsed / 60:.1f} minutes")
     return 0
 
 

@@ -36,6 +36,14 @@ def test_defaults() -> None:
     assert rooms.room_names() == ["bench.0", "bench.1", "bench.2"]
 
 
+def test_idle_holds_websockets_or_with_sse_event_streams() -> None:
+    assert not parse_config(["idle"]).sse
+    assert parse_config(["idle", "--sse"]).sse
+    assert parse_config(["idle", "--sse", "--protocol", "broadcast"]).sse
+    assert parse_config(["sse"]).sse
+    assert not parse_config(["fanout"]).sse
+
+
 def test_processes_never_outnumber_connections() -> None:
     assert parse_config(["idle", "--subscribers", "2", "--processes", "8"]).processes == 2
 
@@ -65,6 +73,8 @@ def test_processes_never_outnumber_connections() -> None:
         ["idle", "--processes", "0"],
         ["idle", "--setup-timeout", "0"],
         ["idle", "--server-pid", "0"],
+        ["idle", "--sse", "--protocol", "socketio"],
+        ["fanout", "--sse"],
         ["nonsense"],
     ],
 )

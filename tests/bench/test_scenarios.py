@@ -140,6 +140,21 @@ def test_idle_connections_cost_server_memory(
     assert report["server"]["rss_after"] > report["server"]["rss_before"]
 
 
+def test_idle_sse_streams_cost_server_memory(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    fresh = server_factory(**BENCH_SERVER)
+    code, report = bench(
+        tmp_path, "idle", "--sse", "--url", fresh.http, "--subscribers", "100",
+        "--duration", "1", "--processes", "1", "--server-pid", str(fresh.process.pid),
+    )  # fmt: skip
+    assert code == 0, report["warnings"]
+    assert report["config"]["sse"] is True
+    assert_connect_stats(report)
+    assert report["closed"] == {}
+    assert report["rss_per_connection"] > 0
+
+
 def test_sse_subscribers_receive_every_message(server: ServerProcess, tmp_path: Path) -> None:
     code, report = bench(
         tmp_path, "sse", "--url", server.http, "--subscribers", "20", *QUICK, "--room", "sse",

@@ -72,7 +72,7 @@ def _say(line: str) -> None:
 def _never_connected(report: dict[str, Any], cfg: BenchConfig) -> str:
     samples: dict[str, str] = report["error_samples"]
     why = report["failure"] or next(iter(samples.values()), None)
-    line = f"no connection to {cfg.ws_url if cfg.scenario != 'sse' else cfg.http_url} opened"
+    line = f"no connection to {cfg.http_url if cfg.sse else cfg.ws_url} opened"
     return f"{line} (0 of {cfg.connections:,}): {why}" if why else line
 
 

@@ -64,6 +64,8 @@ class BenchConfig:
     grace: float
     json_path: str | None
     ws_client: str = "raw"
+    sse: bool = False
+    """Subscribers are Server-Sent Events streams (the ``sse`` scenario; ``idle --sse``)."""
 
     @property
     def http_url(self) -> str:
@@ -227,6 +229,12 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
             help=f"bytes of JSON data, at least {MIN_PAYLOAD_BYTES} (default 100)",
         )
         add("--grace", type=_seconds, default=5.0, help="seconds to wait for late deliveries")
+    if scenario == "idle":
+        add(
+            "--sse",
+            action="store_true",
+            help="hold Server-Sent Events streams instead of WebSockets (roomcast, broadcast)",
+        )
     if scenario == "rooms":
         add("--rooms", type=positive_int, default=100, help="rooms (default 100)")
         add("--members", type=positive_int, default=10, help="members per room (default 10)")
@@ -279,6 +287,9 @@ def parse_config(
     payload = getattr(args, "payload_bytes", 100)
     if scenario in ("fanout", "rooms", "sse") and args.duration <= 0:
         parser.error("--duration must be positive")
+    sse = scenario == "sse" or getattr(args, "sse", False)
+    if sse and args.protocol not in SUPPORTED["sse"]:
+        parser.error(f"--sse: streams are roomcast or broadcast, not {args.protocol}")
     return BenchConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -300,4 +311,5 @@ def parse_config(
         grace=getattr(args, "grace", 5.0),
         json_path=args.json_path,
         ws_client=args.ws_client,
+        sse=sse,
     )

@@ -86,7 +86,7 @@ async def open_subscriber(
     timeout = cfg.setup_timeout
     channel: Channel
     if cfg.protocol == "roomcast":
-        if cfg.scenario == "sse":
+        if cfg.sse:
             channel, base = await _roomcast_sse(cfg, room, timeout)
         else:
             channel = await _roomcast_ws(cfg, timeout)
@@ -100,7 +100,7 @@ async def open_subscriber(
         return Subscriber(channel, Stream(room, base), publisher=publisher)
     if cfg.protocol == "socketio":
         channel = await SioChannel.open(cfg.http_url, timeout)
-    elif cfg.scenario == "sse":
+    elif cfg.sse:
         channel = await SseChannel.open(f"{cfg.http_url}/events", {}, timeout)
     else:
         channel = await open_ws(cfg, timeout)
@@ -131,7 +131,7 @@ async def open_publisher(cfg: BenchConfig, room: str, tally: Tally) -> Subscribe
     elif cfg.protocol == "socketio":
         channel = await SioChannel.open(cfg.http_url, timeout)
         ack = "echo"
-    elif cfg.scenario == "sse":
+    elif cfg.sse:
         channel = await HttpPublishChannel.open(cfg.http_url, timeout)
         ack = "echo"
     else:

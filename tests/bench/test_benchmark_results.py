@@ -1,0 +1,199 @@
+"""benchmarks/results.py renders RESULTS.md from a run's document, and benchmarks/run.py
+pins the server and the client: both on made-up trials, no server and no timing."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from ..conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def bench_modules() -> Iterator[tuple[ModuleType, ModuleType, ModuleType]]:
+    saved = list(sys.path)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield (
+            importlib.import_module("cases"),
+            importlib.import_module("results"),
+            importlib.import_module("run"),
+        )
+    finally:
+        sys.path[:] = saved
+        for name in ("cases", "results", "run"):  # generic names: leave none behind
+            sys.modules.pop(name, None)
+
+
+def fanout(rate: float, cpu: float, p99: float, *, client: float = 0.5) -> dict[str, Any]:
+    """One ``roomcast bench --json`` report, as much of it as results.py reads."""
+    return {
+        "ok": True,
+        "publishes": True,
+        "config": {"duration": 8.0},
+        "duration_s": 8.0,
+        "deliveries": int(rate * 8),
+        "deliveries_per_s": rate,
+        "publish_rate": rate / 1000,
+        "server": {"cpu": cpu},
+        "client_cpu": client,
+        "client_saturated": client > 0.9,
+        "latency_ms": {"p50": p99 / 3, "p90": p99 / 2, "p99": p99, "p999": p99, "max": p99},
+        "lost": 0,
+        "duplicated": 0,
+        "out_of_order": 0,
+        "errors": 0,
+    }
+
+
+def idle(per: int, held: int = 19_500) -> dict[str, Any]:
+    return {"ok": True, "publishes": False, "rss_per_connection": per, "connections": held}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "started_at": "2026-12-03T12:00:00+00:00",
+        "elapsed_s": 1800,
+        "commit": "abc1234",
+        "options": {
+            "rounds": "1",
+            "subscribers": "1000",
+            "duration": "8.0",
+            "payload_bytes": "100",
+            "idle_duration": "10.0",
+        },
+        "pinning": {
+            "pinned": True,
+            "server_cpus": "0",
+            "client_cpus": "1",
+            "client_processes": 1,
+            "why_not": None,
+        },
+        "idle_connections": 19_500,
+        "left_out": {"node-ws": "node and npm are not on PATH"},
+        "rates": {"fixed": 42.0, "fixed_from": "websockets", "half": 130.0, "light": 30.0},
+        "results": {
+            "w16": {
+                "roomcast": [fanout(260_000, 0.5, 80, client=0.95)],
+                "frame-once": [fanout(160_000, 0.9, 40)],
+                "websockets": [fanout(84_000, 0.98, 200)],
+                "roomcast-redis": [fanout(200_000, 0.8, 150)],
+                "broadcaster-redis": [fanout(40_000, 1.0, 500)],
+                "roomcast-sse": [fanout(140_000, 0.75, 160)],
+                "sse-starlette": [fanout(30_000, 0.98, 85)],
+            },
+            "w1": {
+                "roomcast": [fanout(40_000, 0.52, 30, client=0.93)],
+                "frame-once": [fanout(50_000, 0.50, 25, client=0.94)],
+                "websockets": [fanout(44_000, 0.64, 30)],
+                "roomcast-sse": [fanout(20_000, 0.40, 60)],
+                "sse-starlette": [fanout(30_000, 0.98, 85)],
+            },
+            "fixed": {
+                "roomcast": [fanout(42_000, 0.5, 20)],
+                "frame-once": [fanout(42_000, 0.4, 15)],
+                "websockets": [fanout(42_000, 0.6, 30)],
+            },
+            "half": {"roomcast": [fanout(130_000, 0.4, 30)]},
+            "light": {
+                "roomcast": [fanout(30_000, 0.3, 12)],
+                "frame-once": [fanout(30_000, 0.2, 10)],
+            },
+            "idle": {
+                "roomcast-idle": [idle(11_000)],
+                "frame-once-idle": [idle(31_000)],
+                "roomcast-sse-idle": [idle(15_000, held=500)],
+            },
+        },
+    }
+
+
+def test_cpu_per_delivery_is_server_cpu_over_the_window_divided_by_deliveries(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType],
+) -> None:
+    _, results, _ = bench_modules
+    assert results.cpu_us_per_delivery(fanout(50_000, 0.5, 1)) == pytest.approx(10.0)
+    assert results.cpu_us_per_delivery(idle(1)) is None
+    assert results.cpu_us_per_delivery({"ok": False}) is None
+
+
+def test_results_md_has_every_scenario_the_limit_row_pinning_and_the_targets(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType],
+) -> None:
+    cases, results, _ = bench_modules
+    text = results.render(document(), list(cases.CASES))
+    for heading in (
+        "## Machine",
+        "## Window 16: the peak",
+        "### Through Redis: 2 worker processes",
+        "### SSE: 1000 EventSource-style streams",
+        "## Window 1: one publish at a time",
+        "### SSE at window 1",
+        "## A common fixed rate: 42 publishes/s",
+        "## Latency at half of roomcast's own peak, and at a light rate",
+        "## Idle connections: 19,500 held",
+        "## Targets (issue 19)",
+        "## Left out of this run",
+    ):
+        assert heading in text, heading
+    assert "at commit `abc1234`" in text
+    assert "Pinned: every server on CPU 0 (`taskset -c 0`" in text
+    assert "| frame-once transport.write loop (limit) |" in text
+    # the client core was saturated: a lower bound, and said so
+    assert "| roomcast, memory broker, 1 worker | ≥ 260,000 |" in text
+    assert "0.95 (saturated 1/1)" in text
+    assert "| roomcast SSE streams, memory broker, 1 worker | SSE streams |" in text
+    assert "roomcast's p99 at half its peak is 2.50x its p99 at the light rate." in text
+
+
+def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, ModuleType]) -> None:
+    _, results, _ = bench_modules
+    rows = {
+        line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:]
+        for line in results.targets(document()["results"], document())[2:]
+    }
+    # 0.52 / 40,000 = 13.0 us against 0.50 / 50,000 = 10.0 us
+    assert rows["window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's"] == [
+        "1.30x (13.0 µs vs 10.0 µs)", "no |"
+    ]  # fmt: skip
+    assert rows["common fixed rate: roomcast's p99 ≤ 0.75x websockets.broadcast()'s"][1] == "yes |"
+    assert rows["fixed rate: p99 at half its own peak ≤ 2x p99 at the light rate"][1] == "no |"
+    # 0.40 / 20,000 = 20 us: 1.54x roomcast WebSocket's 13 us
+    assert rows["SSE, window 1: server CPU/delivery ≤ 1.5x roomcast WebSocket's"][1] == "no |"
+    assert rows["SSE at peak: deliveries ≥ 4x sse-starlette"] == ["4.67x", "yes |"]
+    assert rows["idle WebSocket: ≤ 12 KB RSS each at 19,500 held"][1] == "yes |"
+    assert rows["idle SSE stream: ≤ 16 KB RSS each at 19,500 held"] == [
+        "15.0 KB each at 500 held (fewer than 19,500)", "- |"
+    ]  # fmt: skip
+    # roomcast's client was saturated at window 16 and it still reached 3x: met
+    assert rows["window 16, no regression: deliveries ≥ 3x websockets.broadcast()"] == [
+        "≥ 3.10x (lower bound)", "yes |"
+    ]  # fmt: skip
+    # websockets' client was saturated at window 1: the ratio cannot tell
+    assert rows["window 1: deliveries ≥ 1.4x websockets.broadcast()"][1] == "- |"
+    assert rows["every roomcast run: 0 lost, duplicated, out of order"] == ["0", "yes |"]
+
+
+def test_an_unpinned_run_says_why(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases, results, run = bench_modules
+    assert run.pinning(disabled=True).why_not == "--no-pin"
+    monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {3})
+    one = run.pinning(disabled=False)
+    assert not one.pinned
+    assert one.why_not == "only 1 CPU available to this process"
+    assert one.server(["x"]) == ["x"]
+    monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {2, 5})
+    two = run.pinning(disabled=False)
+    assert (two.server(["x"]), two.client(["y"])) == (["taskset", "-c", "2", "x"],
+                                                      ["taskset", "-c", "5", "y"])  # fmt: skip
+    monkeypatch.setattr(run.shutil, "which", lambda name: None)
+    assert run.pinning(disabled=False).why_not == "taskset is not installed (util-linux)"
+    doc = document() | {"pinning": run.pinning(disabled=False).as_json()}
+    assert "**Not pinned** (taskset is not installed" in results.render(doc, list(cases.CASES))
