@@ -15,9 +15,11 @@ docs/embedding.md)::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from . import __version__
 from .api import realtime
@@ -52,6 +54,44 @@ OPENAPI_TAGS: list[dict[str, object]] = [
 ]
 
 
+class _Standalone(FastAPI):
+    """FastAPI, with ``/ws`` answered before anything of FastAPI's runs.
+
+    ``__call__`` is a plain function: for ``/ws`` it returns the connection's
+    coroutine (api/realtime.py, :func:`~.api.realtime.websocket_connection`),
+    otherwise FastAPI's. So an open WebSocket keeps no frame of FastAPI's,
+    Starlette's or their middleware suspended for its life (~2 KB per idle
+    connection, docs/performance.md).
+
+    Only while nothing would see /ws on the way: once middleware is added to the
+    app (``add_middleware``, which wraps /ws, decision 15 in docs/decisions.md),
+    or with FastAPI's own tracing on, /ws takes the stack again, and roomcast's
+    :class:`~.api.realtime.DirectWebSocketRoute` inside it answers."""
+
+    own_middleware = 0
+    """How many of ``user_middleware`` are create_app's own."""
+
+    @realtime.asgi3  # a server must still see an ASGI 3 application
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        if scope["type"] == "websocket":
+            if self.root_path:
+                scope["root_path"] = self.root_path  # as FastAPI's __call__ does
+            if (
+                realtime.websocket_path(scope)
+                and len(self.user_middleware) == self.own_middleware
+                and not _traced(self)
+            ):
+                scope["app"] = self  # as Starlette's does: get_roomcast reads app.state
+                return realtime.websocket_connection(scope, receive, send)
+        return super().__call__(scope, receive, send)
+
+
+def _traced(app: FastAPI) -> bool:
+    """FastAPI's native telemetry would trace this app's requests (FastAPI 0.165+)."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    return telemetry is not None and bool(telemetry.enabled())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The standalone roomcast application: it owns its process, so it drains on
     SIGTERM/SIGINT and tunes the garbage collector (gctune.py)."""
@@ -63,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tune_gc(rc.settings.gc_freeze, rc.settings.gc_threshold)
             yield
 
-    app = FastAPI(
+    app = _Standalone(
         title="roomcast",
         version=__version__,
         description=DESCRIPTION,
@@ -72,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     offline_docs(app)  # /docs and /redoc with their files from here, not from a CDN
     app.include_router(rc.router)
-    app.add_middleware(realtime.DirectWebSocketRoute)  # /ws without the stack (realtime.py)
+    app.add_middleware(realtime.DirectWebSocketRoute)  # /ws past the rest (realtime.py)
     install_error_handlers(app)
+    app.own_middleware = len(app.user_middleware)
     return app

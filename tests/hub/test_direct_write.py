@@ -1,5 +1,6 @@
-"""Corked direct writes: one write per connection per loop iteration, in offer order,
-and the bounded outbox whenever the connection cannot take frames directly."""
+"""Direct writes: a room's events of one loop iteration go out as one write per
+connection, built once and shared; the bounded outbox takes over whenever a
+connection cannot take frames directly (paused, something queued, closing)."""
 
 from __future__ import annotations
 
@@ -8,126 +9,142 @@ import asyncio
 import orjson
 
 from roomcast.hub.hub import Hub
+from roomcast.hub.local_room import BATCH_EVENTS
 from roomcast.hub.memory import MemoryBroker
 from roomcast.hub.subscriber import Subscriber
 from roomcast.protocol.codes import CloseCode
 from roomcast.protocol.wsframe import text_frame
 
-
-class Recorder:
-    """A DirectWrite that keeps what it was given; ``writable`` plays flow control."""
-
-    def __init__(self) -> None:
-        self.writable = True
-        self.writes: list[bytes] = []
-
-    def ready(self) -> bool:
-        return self.writable
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
+from ..direct_recorder import direct_subscriber
 
 
-def direct_sub(max_messages: int = 100) -> tuple[Subscriber, Recorder]:
-    s = Subscriber("c", "u", max_messages=max_messages, max_bytes=1 << 20)
-    s.direct = rec = Recorder()
-    return s, rec
+def wire(text: str) -> bytes:
+    return text_frame(text.encode())
 
 
-class Item:
-    """What the hub offers: a text frame and its WebSocket frame."""
-
-    def __init__(self, frame: str, wire: bytes) -> None:
-        self.frame = frame
-        self.wire = wire
-
-
-def frame(n: int) -> tuple[str, bytes]:
-    text = f'{{"n":{n}}}'
-    return text, text_frame(text.encode())
-
-
-def item(n: int) -> Item:
-    return Item(*frame(n))
-
-
-def test_frames_offered_in_one_iteration_go_out_as_one_write_in_order() -> None:
-    s, rec = direct_sub()
-    assert s.offer_wire(item(1)) is True  # the caller must flush
-    assert s.offer_wire(item(2)) is False  # already corked
-    assert rec.writes == []
-    s.flush()
-    assert rec.writes == [frame(1)[1] + frame(2)[1]]
-    assert s.queued == 0
-    s.flush()  # nothing corked: nothing written
+def test_a_ready_connection_is_written_at_once_and_a_paused_one_queues() -> None:
+    sub, rec = direct_subscriber()
+    assert sub.write is not None
+    assert sub.offer('{"reply":1}') is True
+    assert rec.writes == [wire('{"reply":1}')]
+    assert sub.queued == 0
+    rec.writable = False  # flow control paused the transport: the outbox takes over
+    assert sub.write is None
+    sub.offer('{"reply":2}')
+    rec.writable = True  # resumed, but a frame is queued: it goes first, through the writer
+    assert sub.write is None
+    assert sub.pop() == '{"reply":2}'
+    sub.offer('{"reply":3}')  # behind the one being sent
+    assert sub.pop() == '{"reply":3}'
+    assert sub.pop() is None
     assert len(rec.writes) == 1
 
 
-def test_an_outbox_offer_sends_what_is_corked_first() -> None:
-    s, rec = direct_sub()
-    s.offer_wire(item(1))
-    s.offer('{"reply":true}')  # e.g. a publish reply, through the writer task
-    assert rec.writes == [frame(1)[1]]
-    assert s.pop() == '{"reply":true}'
+async def test_the_writer_catching_up_restores_direct_writes() -> None:
+    sub, rec = direct_subscriber(writable=False)
+    sub.offer("a")
+    rec.writable = True
+    assert sub.pop() == "a"
+    assert sub.write is None
+    assert sub.pop() is None
+    waiting = asyncio.create_task(sub.wait())  # the writer is idle: caught up
+    await asyncio.sleep(0)
+    assert sub.write is not None
+    sub.offer("b")
+    assert rec.writes == [wire("b")]
+    waiting.cancel()
 
 
-def test_while_frames_are_queued_new_frames_queue_behind_them() -> None:
-    s, rec = direct_sub()
-    s.offer("first")
-    assert s.offer_wire(item(2)) is False
+def test_closing_and_eviction_stop_direct_writes() -> None:
+    sub, rec = direct_subscriber()
+    sub.close(CloseCode.SHUTDOWN)
+    assert sub.write is None
+    assert sub.offer("late") is False
     assert rec.writes == []
-    assert [s.pop(), s.pop()] == ["first", frame(2)[0]]
+    sub, rec = direct_subscriber(max_messages=2, writable=False)
+    for n in range(3):
+        sub.offer(str(n))
+    assert sub.close_code is CloseCode.SLOW_CONSUMER
+    rec.writable = True
+    assert sub.write is None
 
 
-def test_a_paused_connection_queues_and_a_reader_that_never_catches_up_is_evicted() -> None:
-    s, rec = direct_sub(max_messages=3)
-    rec.writable = False
-    s.offer_wire(item(0))
-    s.flush()  # not writable: queued, not written
-    for n in range(1, 3):
-        assert s.offer_wire(item(n)) is False  # behind the queue
-    assert s.queued == 3
-    assert rec.writes == []
-    s.offer_wire(item(3))
-    assert s.close_code == CloseCode.SLOW_CONSUMER
-    assert rec.writes == []
-
-
-def test_flow_control_pausing_between_offer_and_flush_queues_the_corked_frames() -> None:
-    s, rec = direct_sub()
-    s.offer_wire(item(1))
-    s.offer_wire(item(2))
-    rec.writable = False
-    s.flush()
-    assert rec.writes == []
-    assert [s.pop(), s.pop()] == [frame(1)[0], frame(2)[0]]
-
-
-def test_close_sends_the_corked_frames_first_unless_the_peer_is_gone() -> None:
-    s, rec = direct_sub()
-    s.offer_wire(item(1))
-    s.close(CloseCode.GOING_AWAY)
-    assert rec.writes == [frame(1)[1]]
-
-    s, rec = direct_sub()
-    s.offer_wire(item(1))
-    s.close(CloseCode.GOING_AWAY, peer_gone=True)
-    s.flush()
-    assert rec.writes == []
-
-
-async def test_the_hub_flushes_every_corked_subscriber_once_per_iteration() -> None:
+async def hub_with(subs: list[Subscriber]) -> Hub:
     hub = Hub(MemoryBroker(), presence=False)
-    subs = [direct_sub() for _ in range(3)]
-    for s, _ in subs:
-        await hub.subscribe(s, "r", None, lambda rec: None)
+    for sub in subs:
+        await hub.subscribe(sub, "r", None, lambda rec: None)
+    return hub
+
+
+async def test_a_rooms_events_of_one_iteration_are_one_shared_write_per_connection() -> None:
+    pairs = [direct_subscriber(f"s{i}") for i in range(3)]
+    hub = await hub_with([s for s, _ in pairs])
     events = [await hub.publish("r", orjson.dumps({"n": n}), "ann") for n in range(3)]
-    await asyncio.sleep(0)  # the flush runs at the end of this loop iteration
+    assert all(rec.writes == [] for _, rec in pairs)  # sent at the end of the iteration
+    await asyncio.sleep(0)
     shared = b"".join(event.wire for event in events)
-    for s, rec in subs:
-        assert s.queued == 0
-        assert b"".join(rec.writes) == shared  # every event, in offset order
-    assert all(len(rec.writes) == 1 for _, rec in subs)  # the memory broker never yields
+    assert all(rec.writes == [shared] for _, rec in pairs)  # every event, in offset order
     last = await hub.publish("r", b"4", "ann")
     await asyncio.sleep(0)
-    assert all(rec.writes[-1] is last.wire for _, rec in subs)  # one frame, shared
+    assert all(rec.writes[-1] is last.wire for _, rec in pairs)  # one frame, the same object
+
+
+async def test_a_connection_that_cannot_take_frames_gets_them_queued_in_order() -> None:
+    (fast, fast_rec), (slow, slow_rec) = direct_subscriber("fast"), direct_subscriber("slow")
+    hub = await hub_with([fast, slow])
+    slow_rec.writable = False
+    first = await hub.publish("r", b"1", "ann")
+    await asyncio.sleep(0)
+    slow_rec.writable = True  # resumed: still behind its queue
+    second = await hub.publish("r", b"2", "ann")
+    await asyncio.sleep(0)
+    assert fast_rec.writes == [first.wire, second.wire]
+    assert slow_rec.writes == []
+    assert [slow.pop(), slow.pop(), slow.pop()] == [first.frame, second.frame, None]
+
+
+async def test_flow_control_pausing_before_the_flush_queues_the_batch() -> None:
+    sub, rec = direct_subscriber()
+    hub = await hub_with([sub])
+    events = [await hub.publish("r", bytes(str(n), "ascii"), "ann") for n in range(2)]
+    rec.writable = False
+    await asyncio.sleep(0)
+    assert rec.writes == []
+    assert [sub.pop(), sub.pop()] == [e.frame for e in events]
+
+
+async def test_a_full_batch_is_sent_at_once() -> None:
+    sub, rec = direct_subscriber()
+    hub = await hub_with([sub])
+    events = [await hub.publish("r", b"1", "ann") for _ in range(BATCH_EVENTS + 1)]
+    assert rec.writes == [b"".join(e.wire for e in events[:BATCH_EVENTS])]
+    await asyncio.sleep(0)
+    assert rec.writes[1] is events[-1].wire
+
+
+async def test_who_leaves_or_joins_mid_iteration_gets_exactly_what_was_delivered_while_in() -> None:
+    (stay, stay_rec), (leave, leave_rec) = direct_subscriber("stay"), direct_subscriber("leave")
+    hub = await hub_with([stay, leave])
+    before = await hub.publish("r", b"1", "ann")
+    await hub.unsubscribe(leave, "r")
+    after = await hub.publish("r", b"2", "ann")
+    joiner, join_rec = direct_subscriber("joiner")
+    await hub.subscribe(joiner, "r", None, lambda rec: None)
+    last = await hub.publish("r", b"3", "ann")
+    await asyncio.sleep(0)
+    assert leave_rec.writes == [before.wire]
+    assert b"".join(stay_rec.writes) == before.wire + after.wire + last.wire
+    assert b"".join(join_rec.writes) == last.wire  # subscribed without a position: live only
+
+
+async def test_shutdown_sends_what_was_delivered_before_the_close() -> None:
+    sub, rec = direct_subscriber()
+    hub = await hub_with([sub])
+    hub.register(sub)
+    event = await hub.publish("r", b"1", "ann")
+    closing = asyncio.create_task(hub.shutdown(timeout=0.01))
+    await asyncio.sleep(0)
+    assert rec.writes == [event.wire]
+    assert sub.close_code is CloseCode.SHUTDOWN
+    hub.unregister(sub)
+    await closing

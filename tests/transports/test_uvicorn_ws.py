@@ -41,7 +41,7 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             usable = direct is not None and direct.usable and direct.ready()
             await ws.send_text("yes" if usable else "no")
         elif text.startswith("direct:"):
-            direct.write(text_frame(text[7:].encode()) + text_frame(b"second"))
+            direct.fast_write(text_frame(text[7:].encode()) + text_frame(b"second"))
         elif text == "take over shutdown":
             direct.on_shutdown = lambda: asyncio.ensure_future(ws.close(3000, "server shutdown"))
             await ws.send_text("taken")
@@ -124,6 +124,25 @@ async def test_paused_writing_makes_the_direct_writer_not_ready() -> None:
         assert direct.ready()
         await ws.send("after")
         assert await ws.recv() == "after"
+
+
+async def test_the_watcher_is_told_of_pause_resume_the_peers_close_and_the_loss() -> None:
+    async with serving() as (server, url):
+        async with connect(url, compression=None) as ws:
+            await ws.send("ping")
+            assert await ws.recv() == "ping"
+            protocol = the_protocol(server)
+            direct = protocol.scope["extensions"][DIRECT]
+            seen: list[bool] = []
+            direct.watch(lambda: seen.append(direct.ready()))
+            protocol.pause_writing()
+            protocol.resume_writing()
+            assert seen == [False, True]
+        async with asyncio.timeout(5):  # the client's close frame, then the connection lost
+            while not protocol.disconnected:
+                await asyncio.sleep(0.01)
+        assert len(seen) >= 3
+        assert not any(seen[2:])  # told at the close frame, before anything could follow it
 
 
 async def test_the_servers_shutdown_is_the_applications_once_it_asks() -> None:

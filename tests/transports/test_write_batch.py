@@ -4,33 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomcast.hub.subscriber import Subscriber
 from roomcast.protocol.codes import CloseCode
 from roomcast.protocol.wsframe import text_frame
 from roomcast.settings import Settings
 from roomcast.transports import websocket
 
-
-class Recorder:
-    """A DirectWrite that is always writable and keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def ready(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
+from ..direct_recorder import direct_subscriber
 
 
 async def test_queued_frames_go_out_in_writes_of_at_most_ws_write_batch_frames() -> None:
     batch = Settings(ws_write_batch=3).ws_write_batch
-    sub = Subscriber("c", "ann", max_messages=100, max_bytes=1 << 20)
-    sub.direct = recorder = Recorder()
+    sub, recorder = direct_subscriber(writable=False)  # paused: frames queue
     frames = [f'{{"n":{n}}}' for n in range(10)]
     for frame in frames:
         sub.offer(frame)
+    recorder.writable = True
     sub.close(CloseCode.SHUTDOWN)  # the writer sends what is queued, then ends
     ws: Any = None  # never used: every frame goes out through the direct writes
     await websocket._write(ws, sub, batch)

@@ -1,6 +1,7 @@
-"""The WebSocket writer (transports/websocket.py ``_write``) on a real connection: an
-error that is not a gone peer is a bug, logged once with its own traceback, and the
-connection is closed 1011 while the others go on."""
+"""Sending to a WebSocket on a real connection (the direct write of a reply,
+transports/uvicorn_ws.py, or the writer task's ASGI send, transports/websocket.py
+``_write``): an error that is not a gone peer is a bug, logged once with its own
+traceback, and the connection is closed 1011 while the others go on."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ from fastapi import FastAPI
 from starlette.websockets import WebSocket
 
 from roomcast import Roomcast, Settings
-from roomcast.protocol.wsframe import text_frame as real_frame
 from roomcast.testing import LiveServer, connect
-from roomcast.transports import websocket
+from roomcast.transports.uvicorn_ws import SansIOWriter
 
 pytestmark = pytest.mark.timeout(30)
 
 
 MARKER = "break-the-writer"
-"""In a room name: the writer breaks on the reply to a subscribe to that room (a
-reply goes through the writer in both paths; events may be written by the hub)."""
+"""In a room name: sending breaks on the reply to a subscribe to that room."""
 
 
 class WriterBug(Exception):
@@ -29,17 +28,18 @@ class WriterBug(Exception):
 
 
 def break_the_writer(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
-    """Make the writer raise WriterBug on any frame that carries :data:`MARKER`: in the
-    direct path (roomcast's protocol) where it frames what it writes, in the ASGI
-    path (uvicorn's own protocol) where it sends."""
+    """Make sending raise WriterBug on any frame that carries :data:`MARKER`: in the
+    direct path (roomcast's protocol) where the reply is framed to be written at
+    once, in the ASGI path (uvicorn's own protocol) where the writer task sends."""
     if path == "direct":
+        real_encode = SansIOWriter.encode
 
-        def text_frame(payload: bytes) -> bytes:
-            if MARKER.encode() in payload:
+        def encode(self: SansIOWriter, text: str) -> bytes:
+            if MARKER in text:
                 raise WriterBug("injected")
-            return real_frame(payload)
+            return real_encode(self, text)
 
-        monkeypatch.setattr(websocket, "text_frame", text_frame)
+        monkeypatch.setattr(SansIOWriter, "encode", encode)
     else:
         real_send = WebSocket.send_text
 
@@ -83,5 +83,5 @@ async def test_a_writer_that_fails_is_logged_once_with_its_traceback_and_closes_
     (error,) = errors
     assert error.exc_info is not None
     assert isinstance(error.exc_info[1], WriterBug)  # its own traceback, not a cancellation's
-    assert error.name == "roomcast.websocket"
-    assert "writer" in error.getMessage()
+    assert error.name == ("roomcast.hub" if path == "direct" else "roomcast.websocket")
+    assert "failed" in error.getMessage()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio.coroutines
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
 from sse_starlette import EventSourceResponse
@@ -18,7 +21,14 @@ from ..transports.websocket import serve_websocket
 from .deps import RoomcastDep, get_roomcast, scope_principal
 from .security import denied, http_error, stream_credentials
 
-__all__ = ["SSE_TAG", "DirectWebSocketRoute", "router"]
+__all__ = [
+    "SSE_TAG",
+    "DirectWebSocketRoute",
+    "asgi3",
+    "router",
+    "websocket_connection",
+    "websocket_path",
+]
 
 router = APIRouter()
 
@@ -55,12 +65,50 @@ async def websocket(ws: WebSocket) -> None:
     every other route: one that refuses answers the upgrade with its HTTP status
     before any frame is read. FastAPI keeps its exit stacks and its solver's
     frames alive for the connection's life (~5 KB); the standalone app answers
-    /ws before all that (:class:`DirectWebSocketRoute`)."""
+    /ws before all that (:func:`websocket_connection`, app.py)."""
     rc = get_roomcast(ws)
     await serve_websocket(ws, rc.services, scope_principal(ws))
 
 
 router.add_api_websocket_route("/ws", websocket)
+
+
+def websocket_connection(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+    """What the standalone app runs for ``/ws``: :func:`websocket`, past FastAPI.
+
+    Every coroutine between uvicorn and the connection's reader stays suspended
+    for as long as the connection is open, each with its frame and locals: FastAPI
+    and Starlette's ``__call__``, their middleware, the router, its
+    included-router wrappers and route handling add up to several KB per idle
+    connection. This is a plain function that returns the connection's own
+    coroutine (``serve_websocket``), so nothing of it stays suspended either; as
+    nothing else sees the scope, the request headers are dropped once the
+    connection is admitted. A host app that mounts roomcast's router keeps the
+    ordinary route (and its own middleware, which may read the headers)."""
+    ws = WebSocket(scope, receive, send)
+    rc = get_roomcast(ws)
+    return serve_websocket(ws, rc.services, scope_principal(ws), forget_headers=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def asgi3(call: F) -> F:
+    """Mark ``call``, a plain function that returns a coroutine, as a coroutine
+    function: servers tell an ASGI 3 application from an ASGI 2 one by asking
+    (uvicorn: ``asyncio.iscoroutinefunction``, ``inspect``'s from Python 3.14)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    if mark is not None:
+        mark(call)
+    marker = getattr(asyncio.coroutines, "_is_coroutine", None)  # what 3.11's asyncio reads
+    if marker is not None:
+        setattr(call, "_is_coroutine", marker)  # noqa: B010 (a function's attribute)
+    return call
+
+
+def websocket_path(scope: Scope, path: str = "/ws") -> bool:
+    """``scope`` is a WebSocket connection to ``path`` below the app's ``root_path``."""
+    return scope["type"] == "websocket" and _route_path(scope) == path
 
 
 def _route_path(scope: Scope) -> str:
@@ -73,25 +121,21 @@ def _route_path(scope: Scope) -> str:
 
 
 class DirectWebSocketRoute:
-    """ASGI middleware of the standalone app: ``/ws`` goes straight to
-    :func:`websocket`, past the rest of the middleware stack and FastAPI's router.
-
-    Every coroutine between uvicorn and the endpoint stays suspended for as long
-    as the connection is open, each with its frame and locals; FastAPI's router,
-    its included-router wrappers, Starlette's exception middleware and route
-    handling add up to ~5 KB per idle connection. A host app that mounts
-    roomcast's router keeps the ordinary route (and its own middleware).
-    """
+    """ASGI middleware: ``/ws`` goes straight to :func:`websocket_connection`,
+    past the application it wraps (its middleware stack and FastAPI's router).
+    Not a coroutine function either: it returns the awaitable it chose. (The
+    standalone app does the same in its own ``__call__``, app.py, which also
+    leaves FastAPI's and Starlette's frames out.)"""
 
     def __init__(self, app: ASGIApp, path: str = "/ws") -> None:
         self.app = app
         self.path = path
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and _route_path(scope) == self.path:
-            await websocket(WebSocket(scope, receive, send))
-            return
-        await self.app(scope, receive, send)
+    @asgi3
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if websocket_path(scope, self.path):
+            return websocket_connection(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 async def _admit(

@@ -1,9 +1,11 @@
 """The Hub: which local subscribers are in which room, and fan-out to them.
 
-Fan-out (:meth:`Hub.deliver`) is synchronous: the event's frame is encoded
-once, then offered to each live subscriber's bounded outbox. Nothing in it
-awaits, so one stalled client cannot delay any other; a subscriber whose
-outbox overflows evicts itself (see subscriber.py).
+Fan-out (:meth:`Hub.deliver`) never awaits: the event joins its room's batch,
+and at the end of the loop iteration (or once the batch is full) its frame,
+encoded once, is written to every live subscriber that takes frames directly
+and offered to the bounded outbox of every other (local_room.py). One stalled
+client cannot delay any other; a subscriber whose outbox overflows evicts
+itself (see subscriber.py).
 
 Subscribing with a position is where gaps and duplicates would come from, so
 the handover from replay to live is done here, the same for every broker:
@@ -33,14 +35,13 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..protocol.codes import CloseCode
 from ..protocol.events import Event, Notice, Position
 from . import control
 from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, IdempotencyKey, PresenceEntry, Recovery, Unavailable
-from .fanout import offer_rest
 from .local_room import LocalRoom, Pending, frame_for, reached
 from .publishing import DurableNotPersisted, submit_duplicate, submit_publish
 from .stats import STATS
@@ -78,7 +79,8 @@ class Hub:
         self._idle.set()
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._corked: list[Subscriber] = []  # subscribers to flush this loop iteration
+        self._batched: list[LocalRoom] = []  # rooms whose batch this iteration flushes
+        self._flush_hook = self._flush_batches  # one bound method, shared by every subscriber
         broker.bind(self)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -112,6 +114,7 @@ class Hub:
         """Count a connection as open (for shutdown and stats)."""
         self._subscribers.add(sub)
         self._idle.clear()
+        sub.before_close = self._flush_hook
 
     def unregister(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
@@ -150,6 +153,7 @@ class Hub:
         more. Returns False if some were still open after that.
         """
         self.draining = True
+        self._flush_batches()  # what was delivered goes out before the close
         for sub in list(self._subscribers):
             sub.close(code)
         for attempt in range(2):
@@ -164,43 +168,22 @@ class Hub:
 
     # -- fan-out (BrokerSink) -------------------------------------------------------
 
-    def _offer_live(self, subs: Iterable[Subscriber], item: Event | Notice) -> None:
-        """Offer one event to WebSocket subscribers; those that cork it are flushed
-        together at the end of this loop iteration (one write per connection)."""
-        corked = self._corked
-        first = not corked
-        rest, sub = iter(subs), None  # one try around the loop: see fanout.py
-        try:
-            for sub in rest:
-                if sub.offer_wire(item):
-                    corked.append(sub)
-        except Exception:
+    def _batch(self, local: LocalRoom, item: Event | Notice) -> None:
+        """Batch ``item`` for ``local``'s live subscribers: sent at the end of this
+        loop iteration with whatever else the room gets meanwhile (local_room.py)."""
+        if local.add(item):
+            batched = self._batched
+            batched.append(local)
+            if len(batched) == 1:
+                asyncio.get_running_loop().call_soon(self._flush_batches)
 
-            def offer(s: Subscriber) -> None:
-                if s.offer_wire(item):
-                    corked.append(s)
-
-            offer_rest(sub, rest, offer, item)
-        if first and corked:
-            asyncio.get_running_loop().call_soon(self._flush_corked)
-
-    def _offer_sse(self, subs: Iterable[Subscriber], item: Event | Notice) -> None:
-        sse = item.sse
-        rest, sub = iter(subs), None
-        try:
-            for sub in rest:
-                sub.offer(sse)
-        except Exception:
-            offer_rest(sub, rest, lambda s: s.offer(sse), item)
-
-    def _flush_corked(self) -> None:
-        corked, self._corked = self._corked, []
-        rest, sub = iter(corked), None
-        try:
-            for sub in rest:
-                sub.flush()
-        except Exception:
-            offer_rest(sub, rest, Subscriber.flush, "corked frames")
+    def _flush_batches(self) -> None:
+        batched, self._batched = self._batched, []
+        for local in batched:
+            try:
+                local.flush()
+            except Exception:  # flush guards each subscriber: this is a bug in the hub
+                log.exception("flushing a room's batch failed")
 
     def deliver(self, event: Event) -> None:
         """Offer ``event`` to every local subscriber of its room. Never awaits."""
@@ -209,10 +192,8 @@ class Hub:
             return
         STATS.observe_latency(time.time() - event.ts)
         STATS.delivered += len(local.live) + len(local.live_sse)
-        if local.live:
-            self._offer_live(local.live, event)
-        if local.live_sse:
-            self._offer_sse(local.live_sse, event)
+        if local.live or local.live_sse:
+            self._batch(local, event)
         if local.pending:
             caught_up = []
             for sub, pending in local.pending.items():
@@ -226,10 +207,8 @@ class Hub:
         local = self._rooms.get(notice.room)
         if local is None:
             return
-        if local.live:
-            self._offer_live(local.live, notice)
-        if local.live_sse:
-            self._offer_sse(local.live_sse, notice)
+        if local.live or local.live_sse:
+            self._batch(local, notice)
         if local.pending:
             for sub, pending in local.pending.items():
                 pending.hold(notice, sub)
@@ -291,6 +270,7 @@ class Hub:
         """
         pending = Pending()
         local: LocalRoom | None = None
+        sub.before_close = self._flush_hook
         try:
             local = await self._join_room(room)
             local.pending[sub] = pending

@@ -1,18 +1,19 @@
 """Subscriber: one connection as the hub sees it, with a bounded outbox.
 
-The hub only ever calls :meth:`Subscriber.offer` (or :meth:`offer_wire`), which
-never blocks and never awaits: it appends an already-encoded frame to the
-outbox and wakes the connection's writer if it was idle.
+The hub only ever calls :meth:`Subscriber.offer`, or :attr:`Subscriber.write`,
+neither of which blocks or awaits.
 
-A transport that can take a shared, pre-built WebSocket frame without waiting
-sets :attr:`Subscriber.direct`. Then, while nothing is queued or being sent
-and the connection is writable, :meth:`offer_wire` *corks* the frame instead
-of waking the writer, and the hub calls :meth:`flush` once per loop iteration:
-every event of that iteration goes out in one write, with no task switch.
-Anything offered through the outbox first flushes what is corked, so the
-order on the wire is the order of the offers, and backpressure is unchanged
-(a paused transport takes nothing directly; frames then queue and count
-against the bounds).
+A transport that can take complete frames without waiting (a WebSocket under
+roomcast's uvicorn protocol, an SSE stream on roomcast's HTTP protocol) hands
+the subscriber a :class:`DirectWrite` (:meth:`Subscriber.attach`). While that
+connection is ready (open, not paused by flow control) and nothing is queued,
+being sent, or closing, :attr:`Subscriber.write` is its transport's ``write``:
+the hub's fan-out writes an event's shared, pre-built bytes with it, one call
+per subscriber (hub/local_room.py), and :meth:`offer` writes a reply at once.
+The transport tells the subscriber when readiness may have changed
+(:meth:`DirectWrite.watch`), so nothing is checked per delivery. Otherwise
+(:attr:`write` is None) frames go to the outbox, in order behind what is
+already there, and count against its bounds: backpressure is the outbox's.
 
 The writer side (a transport) must loop::
 
@@ -27,7 +28,11 @@ The writer side (a transport) must loop::
     # then close the connection with sub.close_code, unless sub.peer_gone
 
 and set :attr:`Subscriber.on_evict` to something that stops that loop even
-while it is blocked in ``send`` on a peer that stopped reading.
+while it is blocked in ``send`` on a peer that stopped reading. A transport
+that runs the loop only while there is something to send sets
+:attr:`Subscriber.on_wake` (called when a frame is queued, or the subscriber
+closes, while no writer waits) to start it, and ends the loop where
+:meth:`Subscriber.caught_up` is true instead of waiting (transports/websocket.py).
 
 Objects here hold no references back to the hub, so they form no cycles.
 """
@@ -35,6 +40,7 @@ Objects here hold no references back to the hub, so they form no cycles.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -43,30 +49,37 @@ from ..protocol.codes import CloseCode
 from .incidents import INCIDENTS
 from .stats import STATS, EvictionReason
 
-__all__ = ["DirectWrite", "Framed", "Subscriber"]
-
-
-class Framed(Protocol):
-    """An event as the hub offers it: its text frame, and the same frame made a
-    complete WebSocket frame (``Event`` and ``Notice`` build both once)."""
-
-    @property
-    def frame(self) -> str: ...
-
-    @property
-    def wire(self) -> bytes: ...
+__all__ = ["DirectWrite", "Subscriber"]
 
 
 class DirectWrite(Protocol):
-    """A connection that can take complete WebSocket frames without waiting."""
+    """A connection that can take complete frames without waiting: a WebSocket
+    under roomcast's uvicorn protocol, or an SSE stream written straight to its
+    HTTP transport.
+
+    The subscriber asks :meth:`ready` only when :meth:`watch`'s callback says it
+    may have changed, and meanwhile writes with :attr:`fast_write`: the check is
+    off the per-delivery path."""
+
+    @property
+    def fast_write(self) -> Callable[[bytes], object]:
+        """The transport's own ``write``: complete frames, written at once. Used
+        only while :meth:`ready` is true."""
 
     def ready(self) -> bool:
-        """Open, not paused by flow control: :meth:`write` would not buffer past
-        the transport's high-water mark."""
+        """Open, not closing, not paused by flow control: a write would not buffer
+        past the transport's high-water mark, nor follow a close."""
 
-    def write(self, data: bytes) -> None:
-        """Write complete frames now (never awaits)."""
+    def encode(self, text: str) -> bytes:
+        """``text`` (a text frame's payload, or an SSE event) as this connection's
+        bytes on the wire: a WebSocket frame, or an HTTP chunk."""
 
+    def watch(self, changed: Callable[[], object] | None) -> None:
+        """Call ``changed()`` whenever :meth:`ready` may have changed (paused,
+        resumed, closing, gone); None stops it."""
+
+
+log = logging.getLogger("roomcast.hub")
 
 _NO_OUTBOX: deque[str] = deque(maxlen=0)
 """The outbox of every subscriber that never queued a frame (under direct writes,
@@ -79,17 +92,18 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
-        "_corked",
         "_credit",
         "_credit_bytes",
         "_outbox",
         "_waiter",
+        "before_close",
         "close_code",
         "conn_id",
         "direct",
         "max_bytes",
         "max_messages",
         "on_evict",
+        "on_wake",
         "peer_gone",
         "pops",
         "rooms",
@@ -99,6 +113,7 @@ class Subscriber:
         "user",
         "user_id",
         "watched_pops",
+        "write",
     )
 
     def __init__(
@@ -126,23 +141,67 @@ class Subscriber:
         self.sending = False  # the writer holds a frame it has not finished sending
         self.watched_pops = 0  # pops at the watchdog's last look
         self.stalls = 0  # consecutive looks that found a send with no progress
+        self.before_close: Callable[[], object] | None = None
+        """Set by the hub: sends what it has delivered but not yet written (the
+        rooms' batches, hub/local_room.py), so a close follows everything before it."""
         self.on_evict: Callable[[], object] | None = None
         """Called once on eviction; the transport uses it to stop a blocked writer."""
+        self.on_wake: Callable[[], object] | None = None
+        """Called when a frame is queued, or the subscriber closes, while no writer
+        waits in :meth:`wait`: a transport that runs its writer only while there is
+        something to write starts it then."""
         self.direct: DirectWrite | None = None
-        """Set by a transport that can take pre-built frames (see offer_wire)."""
+        """What :meth:`attach` was given: the connection takes frames directly."""
+        self.write: Callable[[bytes], object] | None = None
+        """While the connection takes frames directly and nothing is queued or being
+        sent: its transport's ``write``. What the hub's fan-out calls per delivery
+        (hub/local_room.py); None: offer the frame instead."""
         self._outbox: deque[str] = _NO_OUTBOX  # its own deque from the first frame queued
         self._bytes = 0
         self._credit = 0  # frames queued by offer_replay, not yet sent
         self._credit_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._corked: list[Framed] | None = None  # offered, awaiting flush()
 
     # -- hub side ---------------------------------------------------------------
 
+    def attach(self, direct: DirectWrite | None) -> None:
+        """Take frames directly through ``direct`` (None: through the outbox only)."""
+        old, self.direct = self.direct, direct
+        if old is not None:
+            old.watch(None)
+        if direct is not None:
+            direct.watch(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Set :attr:`write` from the state: the transport's ``write`` while the
+        connection is ready and nothing is queued, being sent, or closing."""
+        direct = self.direct
+        if (
+            direct is not None
+            and self.close_code is None
+            and not self._outbox
+            and not self.sending
+            and direct.ready()
+        ):
+            self.write = direct.fast_write
+        else:
+            self.write = None
+
     def offer(self, frame: str) -> bool:
-        """Queue ``frame`` for sending. False if closing or just evicted."""
-        if self._corked is not None:
-            self.flush()  # what was corked goes first
+        """Send ``frame`` (written at once when nothing is ahead of it and the
+        connection takes frames directly), else queue it. False if closing or
+        just evicted."""
+        write = self.write
+        if write is not None:
+            assert self.direct is not None  # write is only set with direct
+            try:
+                write(self.direct.encode(frame))
+            except Exception:  # a bug (a gone peer is told, not raised): this one only
+                log.exception("writing to %r failed; closing it with 1011", self)
+                self.close(CloseCode.INTERNAL_ERROR, discard=True)
+                return False
+            return True
         if self.close_code is not None:
             return False
         if self._outbox is _NO_OUTBOX:
@@ -157,43 +216,6 @@ class Subscriber:
             return False
         self._wake()
         return True
-
-    def offer_wire(self, item: Framed) -> bool:
-        """Offer an event (shared by every subscriber; see :class:`Framed`).
-
-        When nothing is ahead of it and the connection takes direct writes, the
-        event is corked; True means this subscriber just started corking and
-        the caller must call :meth:`flush` before this loop iteration ends
-        (which writes it, or queues it if the connection cannot take it now).
-        Otherwise its text frame is queued like :meth:`offer`.
-        """
-        corked = self._corked
-        if corked is not None:
-            corked.append(item)
-            return False
-        if (
-            self.direct is not None
-            and not self._outbox
-            and not self.sending
-            and self.close_code is None
-        ):
-            self._corked = [item]  # flush() asks the connection if it is ready
-            return True
-        self.offer(item.frame)
-        return False
-
-    def flush(self) -> None:
-        """Write what is corked in one write; if the connection can no longer
-        take it directly, queue it instead (in order)."""
-        corked, self._corked = self._corked, None
-        if not corked:
-            return
-        direct = self.direct
-        if direct is not None and self.close_code is None and direct.ready():
-            direct.write(corked[0].wire if len(corked) == 1 else b"".join(i.wire for i in corked))
-            return
-        for item in corked:
-            self.offer(item.frame)
 
     def evict(self, reason: EvictionReason = "outbox_full") -> None:
         """Close as a slow consumer (3001, unless already closing with another
@@ -216,10 +238,9 @@ class Subscriber:
         raised by the replay's size until that many frames have been sent, so
         only live traffic a client cannot keep up with evicts it.
         """
-        if self._corked is not None:
-            self.flush()
         if self.close_code is not None or not frames:
             return
+        self.write = None
         size = sum(map(len, frames))
         if self._outbox is _NO_OUTBOX:
             self._outbox = deque()
@@ -235,6 +256,8 @@ class Subscriber:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        elif self.on_wake is not None:
+            self.on_wake()
 
     def close(self, code: CloseCode, *, discard: bool = False, peer_gone: bool = False) -> None:
         """Mark closing with ``code``; the writer sends what is queued, then closes.
@@ -243,11 +266,9 @@ class Subscriber:
         the peer has already disconnected, so nothing more is sent at all.
         The first close code wins.
         """
-        if self._corked is not None:
-            if discard or peer_gone:
-                self._corked = None
-            else:
-                self.flush()  # sent before the close, like the rest of the outbox
+        if self.close_code is None and not (discard or peer_gone) and self.before_close:
+            self.before_close()
+        self.write = None
         if self.close_code is None:
             self.close_code = code
         if peer_gone:
@@ -277,15 +298,26 @@ class Subscriber:
         self._bytes -= len(frame)
         self.pops += 1
         self.sending = True
+        self.write = None
         if self._credit:
             self._credit -= 1
             self._credit_bytes = max(0, self._credit_bytes - len(frame))
         return frame
 
-    async def wait(self) -> None:
-        """Wait until a frame is offered or the subscriber is closed."""
+    def caught_up(self) -> bool:
+        """The writer has sent what it took: True when nothing is queued and the
+        subscriber is not closing (frames may go out directly again), so a writer
+        may stop here until :attr:`on_wake` calls for one."""
         self.sending = False
         if self._outbox or self.close_code is not None:
+            return False
+        if self.direct is not None:
+            self.refresh()
+        return True
+
+    async def wait(self) -> None:
+        """Wait until a frame is offered or the subscriber is closed."""
+        if not self.caught_up():
             return
         waiter = self._waiter
         if waiter is None or waiter.done():

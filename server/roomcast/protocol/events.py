@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .httpchunk import http_chunk
 from .wsframe import text_frame
 
 __all__ = ["Event", "Notice", "Position", "encode_event_frame"]
@@ -57,12 +58,13 @@ class _Encoded:
     """What Event and Notice share: a text ``frame`` each builds once, and the
     forms derived from it, cached the same way."""
 
-    __slots__ = ("_frame", "_sse", "_wire")
+    __slots__ = ("_frame", "_sse", "_sse_wire", "_wire")
 
     def __init__(self) -> None:
         self._frame: str | None = None
         self._sse: str | None = None
         self._wire: bytes | None = None
+        self._sse_wire: bytes | None = None
 
     @property
     def frame(self) -> str:
@@ -74,6 +76,18 @@ class _Encoded:
         wire = self._wire
         if wire is None:
             wire = self._wire = text_frame(self.frame.encode())
+        return wire
+
+    @property
+    def sse(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def sse_wire(self) -> bytes:
+        """``sse`` as one chunk of a chunked HTTP body (httpchunk.py), built once."""
+        wire = self._sse_wire
+        if wire is None:
+            wire = self._sse_wire = http_chunk(self.sse.encode())
         return wire
 
 

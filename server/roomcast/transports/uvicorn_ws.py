@@ -34,10 +34,12 @@ one an ``asyncio.Queue`` for incoming events (four deques, ~3 KB) and an
 ``asyncio.Event`` for ``writable`` (~0.75 KB); :class:`_Inbox` and
 :class:`_Flag` do the same jobs with plain lists. The handshake's request and
 response (their headers, ~2.5 KB) are dropped once the response is sent: the
-ASGI scope keeps the headers the application reads. (Together with the
-standalone app answering /ws before FastAPI's stack, api/realtime.py, and
-lazily made deques in Subscriber and InFlight, about 10 KB less per idle
-connection: docs/performance.md.)
+ASGI scope keeps the headers the application reads; so is the generator frame
+of websockets' handshake parser (the fresh parser is the frame parser itself).
+uvicorn's per-server attributes live in slots, which keeps the instance
+dictionary small enough to share its keys (~1.2 KB), and :meth:`receive` waits
+on the inbox itself (one suspended coroutine fewer). See docs/performance.md
+for what an idle connection still holds.
 
 This leans on uvicorn's and websockets' private names, so roomcast uses it only
 with the releases it was tested with (fastpath.py chooses, and falls back to
@@ -57,10 +59,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 
 from ..peerlog import PEER_LOG, peer_address
 from ..protocol.codes import CloseCode
+from ..protocol.wsframe import text_frame
 from .direct import DIRECT
 
 __all__ = ["DIRECT", "RoomcastWebSocketProtocol", "SansIOWriter", "missing_names"]
@@ -72,18 +75,19 @@ class SansIOWriter:
     """The :class:`~.direct.DirectWriter` of one connection of this protocol.
     Handed to the application with the scope; used only once it has accepted."""
 
-    __slots__ = ("_flag", "_protocol", "on_shutdown", "usable")
+    __slots__ = ("_changed", "_flag", "_protocol", "fast_write", "on_shutdown", "usable")
 
     def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
         self._flag = protocol.writable
+        self._changed: Callable[[], object] | None = None
+        self.fast_write: Callable[[bytes], object] = protocol.transport.write
         self.usable = not protocol.conn.extensions
         """No extension negotiated: shared pre-built frames may be written."""
         self.on_shutdown: Callable[[], object] | None = None
         """Set by the application to close the connection itself on server shutdown."""
 
     def ready(self) -> bool:
-        # Called once per connection per flush: plain attributes only, cheapest first.
         p = self._protocol
         return (
             self._flag._set
@@ -92,12 +96,24 @@ class SansIOWriter:
             and p.conn.state is State.OPEN
         )
 
-    def write(self, data: bytes) -> None:
-        self._protocol.transport.write(data)
+    def encode(self, text: str) -> bytes:
+        return text_frame(text.encode())
+
+    def watch(self, changed: Callable[[], object] | None) -> None:
+        self._changed = changed
+
+    def changed(self) -> None:
+        """The protocol's: flow control, closing or the connection changed."""
+        changed = self._changed
+        if changed is not None:
+            changed()
+
+    __call__ = changed  # the flag's ``changed``: no bound method kept per connection
 
 
 class _Inbox:
-    """What uvicorn uses of ``asyncio.Queue``: one reader (the ASGI ``receive``)."""
+    """What uvicorn uses of ``asyncio.Queue``: one reader (the ASGI ``receive``,
+    which waits on :meth:`arrival` itself: :meth:`RoomcastWebSocketProtocol.receive`)."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -108,16 +124,24 @@ class _Inbox:
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when the next item is put: wait on it while :meth:`empty`."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def get_nowait(self) -> Any:
+        return self._items.pop(0)
 
     async def get(self) -> Any:
         while not self._items:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self.arrival()
         return self._items.pop(0)
 
     def empty(self) -> bool:
@@ -130,11 +154,12 @@ class _Inbox:
 class _Flag:
     """What uvicorn uses of ``asyncio.Event``: set, clear, is_set, wait."""
 
-    __slots__ = ("_set", "_waiters")
+    __slots__ = ("_set", "_waiters", "changed")
 
     def __init__(self) -> None:
         self._set = True  # uvicorn starts writable
         self._waiters: list[asyncio.Future[None]] = []
+        self.changed: Callable[[], object] | None = None  # the direct writer's
 
     def is_set(self) -> bool:
         return self._set
@@ -145,9 +170,13 @@ class _Flag:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self.changed is not None:
+            self.changed()
 
     def clear(self) -> None:
         self._set = False
+        if self.changed is not None:
+            self.changed()
 
     async def wait(self) -> None:
         if self._set:
@@ -161,16 +190,19 @@ def missing_names(protocol: WebSocketsSansIOProtocol) -> tuple[list[str], list[s
     """What a freshly made ``protocol`` lacks of the uvicorn and websockets names
     this module relies on: (for the direct writer and the lighter inbox and flag,
     for forgetting the handshake). Empty lists: all there."""
-    state = vars(protocol)
-    conn = state.get("conn")
+
+    def attr(name: str) -> Any:  # in the instance's dictionary, a slot, or a property
+        return getattr(protocol, name, None)
+
+    conn = attr("conn")
     reader = getattr(conn, "reader", None)
     direct = [
         name
         for name, present in (
-            ("queue (an asyncio.Queue)", isinstance(state.get("queue"), asyncio.Queue)),
-            ("writable (an asyncio.Event)", isinstance(state.get("writable"), asyncio.Event)),
-            ("transport", "transport" in state),
-            *((flag, isinstance(state.get(flag), bool)) for flag in _FLAGS),
+            ("queue (an asyncio.Queue)", isinstance(attr("queue"), asyncio.Queue)),
+            ("writable (an asyncio.Event)", isinstance(attr("writable"), asyncio.Event)),
+            ("transport", hasattr(protocol, "transport")),
+            *((flag, isinstance(attr(flag), bool)) for flag in _FLAGS),
             *((f"conn.{name}", hasattr(conn, name)) for name in ("state", "extensions")),
         )
         if not present
@@ -194,6 +226,30 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as uvicorn's ``ws``; roomcast passes ``roomcast:WebSocketProtocol``,
     which is this class only where it can be used (fastpath.py)."""
 
+    # uvicorn's protocol sets about 38 attributes on each instance: past 30, an
+    # instance dictionary cannot share its keys with the class's other instances
+    # and costs ~1.6 KB instead of ~0.4 KB. These attributes of uvicorn's (the ones
+    # it sets in __init__ and connection_made that are the same kind for every
+    # connection) are kept in slots instead: 8 bytes each.
+    __slots__ = (
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "config",
+        "connections",
+        "default_headers",
+        "logger",
+        "loop",
+        "queue",
+        "root_path",
+        "scheme",
+        "server",
+        "tasks",
+        "transport",
+        "writable",
+    )
+
     writable: _Flag  # type: ignore[assignment]
 
     direct_ok: ClassVar[bool | None] = None
@@ -210,11 +266,44 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.queue = _Inbox()  # type: ignore[assignment]
             self.writable = _Flag()
 
+    _writer: SansIOWriter | None = None  # the connection's, once it has one
+    _close_sent = False
+    _disconnected = False
+
+    # uvicorn sets these two plain attributes wherever the connection stops taking
+    # frames; as properties they tell the direct writer (and its subscriber) at once.
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        if value and self._writer is not None:
+            self._writer.changed()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        if value and self._writer is not None:
+            self._writer.changed()
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None and RoomcastWebSocketProtocol.direct_ok:
-            scope["extensions"][DIRECT] = SansIOWriter(self)
+            writer = self._writer = scope["extensions"][DIRECT] = SansIOWriter(self)
+            self.writable.changed = writer
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # A close frame received: websockets answered it and the state left OPEN.
+        if self._writer is not None and self.conn.state is not State.OPEN:
+            self._writer.changed()
 
     def shutdown(self) -> None:
         """uvicorn's shutdown: the application's, if it asked (see the module docstring)."""
@@ -229,7 +318,9 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             handler()
             return
-        super().shutdown()
+        super().shutdown()  # 1012, or the transport closed: frames no more
+        if self._writer is not None:
+            self._writer.changed()
 
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, except that a text message that is not UTF-8 (the peer's error)
@@ -253,6 +344,20 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    async def receive(self) -> Any:
+        """uvicorn's, waiting on the inbox itself: an idle connection's task is
+        suspended here, one coroutine frame fewer than uvicorn's ``queue.get()``."""
+        queue = self.queue
+        if not isinstance(queue, _Inbox):  # uvicorn's own Queue (direct_ok is False)
+            return await super().receive()
+        while queue.empty():
+            await queue.arrival()
+        message = queue.get_nowait()
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and getattr(self, "response", None) is not None:
@@ -270,7 +375,9 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if conn.state is State.OPEN and not conn.reader.buffer:
             try:
-                parser = conn.parse()
+                # the frame parser itself: ServerProtocol.parse would only delegate to
+                # it, and keep one more generator frame for the connection's life
+                parser = Protocol.parse(conn)
                 next(parser)
             except Exception as exc:  # websockets changed how its parser starts
                 RoomcastWebSocketProtocol.forget_ok = False

@@ -1,0 +1,56 @@
+"""A :class:`~roomcast.hub.subscriber.DirectWrite` for tests: keeps what it is
+given, plays flow control with :attr:`writable`, and raises on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from roomcast.hub.subscriber import Subscriber
+from roomcast.protocol.wsframe import text_frame
+
+
+class DirectRecorder:
+    def __init__(self, *, writable: bool = True) -> None:
+        self.writes: list[bytes] = []
+        self.fail = False  # the next write raises, as a transport refusing it would
+        self._writable = writable
+        self._changed: Callable[[], object] | None = None
+
+    @property
+    def fast_write(self) -> Callable[[bytes], object]:
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        if self.fail:
+            self.fail = False
+            raise OSError("injected: the transport refused the write")
+        self.writes.append(data)
+
+    def ready(self) -> bool:
+        return self._writable
+
+    def encode(self, text: str) -> bytes:
+        return text_frame(text.encode())
+
+    def watch(self, changed: Callable[[], object] | None) -> None:
+        self._changed = changed
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @writable.setter
+    def writable(self, value: bool) -> None:
+        """Pause or resume, telling the subscriber as a transport does."""
+        self._writable = value
+        if self._changed is not None:
+            self._changed()
+
+
+def direct_subscriber(
+    name: str = "c", *, max_messages: int = 100, writable: bool = True
+) -> tuple[Subscriber, DirectRecorder]:
+    sub = Subscriber(name, "u", max_messages=max_messages, max_bytes=1 << 20)
+    recorder = DirectRecorder(writable=writable)
+    sub.attach(recorder)
+    return sub, recorder
