@@ -83,6 +83,14 @@ class _Standalone(FastAPI):
             ):
                 scope["app"] = self  # as Starlette's does: get_roomcast reads app.state
                 return realtime.websocket_connection(scope, receive, send)
+        elif scope["type"] == "http" and scope.get("method") == "GET":  # event streams, too
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            if len(self.user_middleware) == self.own_middleware and not _traced(self):
+                stream = realtime.sse_connection(scope, receive, send)
+                if stream is not None:
+                    scope["app"] = self
+                    return stream
         return super().__call__(scope, receive, send)
 
 

@@ -8,7 +8,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
+from fastapi.exception_handlers import http_exception_handler
 from sse_starlette import EventSourceResponse
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import ConnectionLease, Principal
@@ -26,6 +29,7 @@ __all__ = [
     "DirectWebSocketRoute",
     "asgi3",
     "router",
+    "sse_connection",
     "websocket_connection",
     "websocket_path",
 ]
@@ -257,3 +261,61 @@ async def events(
     """Several rooms in one stream; ids are `<room>=<epoch>:<offset>;...`."""
     rooms = list(dict.fromkeys(room))
     return await _stream(request, rc, rooms, last_event_id_header, last_event_id, name, token)
+
+
+def sse_connection(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None] | None:
+    """What the standalone app runs for a ``GET`` of an event stream (``/events``,
+    ``/rooms/{room}/events``), past FastAPI, as :func:`websocket_connection` does
+    for /ws: the stream's coroutine, or None when FastAPI should answer (another
+    path or method, or a parameter its validation refuses: FastAPI then answers
+    422 in its own words). The same checks and answers as :func:`room_events` and
+    :func:`events` (``_stream``); an HTTPException gets FastAPI's JSON answer.
+
+    Otherwise an open stream keeps FastAPI's and Starlette's frames, exit stacks
+    and middleware closures suspended for its life (~15 KB per idle stream,
+    docs/performance.md)."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return None
+    path = _route_path(scope)
+    query = None
+    if path == "/events":
+        query = QueryParams(scope["query_string"])
+        rooms = list(dict.fromkeys(query.getlist("room")))
+        if not rooms:
+            return None
+    elif path.startswith("/rooms/") and path.endswith("/events"):
+        room = path[len("/rooms/") : -len("/events")]
+        if not room or "/" in room:
+            return None
+        rooms = [room]
+    else:
+        return None
+    query = query or QueryParams(scope["query_string"])
+    name = query.get("name")
+    if name is not None and not 1 <= len(name) <= MAX_NAME_LENGTH:
+        return None
+    header = Headers(scope=scope).get("last-event-id")
+    asked = (rooms, header, query.get("last_event_id"), name, query.get("token"))
+    return _serve_sse(scope, receive, send, asked)
+
+
+async def _serve_sse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    asked: tuple[list[str], str | None, str | None, str | None, str | None],
+) -> None:
+    response = await _sse_response(scope, receive, asked)
+    await response(scope, receive, send)
+
+
+async def _sse_response(
+    scope: Scope,
+    receive: Receive,
+    asked: tuple[list[str], str | None, str | None, str | None, str | None],
+) -> Response:
+    request = Request(scope, receive)
+    try:
+        return await _stream(request, get_roomcast(request), *asked)
+    except HTTPException as exc:
+        return await http_exception_handler(request, exc)

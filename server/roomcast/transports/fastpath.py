@@ -24,6 +24,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,10 +67,11 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
-def untested() -> str | None:
-    """Which of uvicorn and websockets is installed in a release outside
-    :data:`TESTED` (a sentence), or None."""
-    for name, (lowest, bound) in TESTED.items():
+def untested(names: Iterable[str] = TESTED) -> str | None:
+    """Which of ``names`` (default: uvicorn and websockets) is installed in a
+    release outside :data:`TESTED` (a sentence), or None."""
+    for name in names:
+        lowest, bound = TESTED[name]
         version = str(getattr(importlib.import_module(name), "__version__", ""))
         if not lowest <= release(version) < bound:
             tested = f"{'.'.join(map(str, lowest))} up to {'.'.join(map(str, bound))}"
