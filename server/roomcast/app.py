@@ -55,13 +55,16 @@ OPENAPI_TAGS: list[dict[str, object]] = [
 
 
 class _Standalone(FastAPI):
-    """FastAPI, with ``/ws`` answered before anything of FastAPI's runs.
+    """FastAPI, with ``/ws`` and event streams answered before anything of
+    FastAPI's runs (:meth:`enter`).
 
-    ``__call__`` is a plain function: for ``/ws`` it returns the connection's
-    coroutine (api/realtime.py, :func:`~.api.realtime.websocket_connection`),
-    otherwise FastAPI's. So an open WebSocket keeps no frame of FastAPI's,
-    Starlette's or their middleware suspended for its life (~2 KB per idle
-    connection, docs/performance.md).
+    ``__call__`` stays a coroutine function, so every tool that asks
+    (``inspect.iscoroutinefunction``: schemathesis, servers other than uvicorn)
+    sees an ASGI 3 application. What ``roomcast serve`` hands uvicorn is
+    :func:`serve_app`'s :class:`Entry` instead, whose ``__call__`` is
+    :meth:`enter` itself: it returns the connection's coroutine, so an open
+    connection keeps no frame of FastAPI's, Starlette's, their middleware's or
+    this class's suspended for its life (docs/performance.md).
 
     Only while nothing would see /ws on the way: once middleware is added to the
     app (``add_middleware``, which wraps /ws, decision 15 in docs/decisions.md),
@@ -71,8 +74,12 @@ class _Standalone(FastAPI):
     own_middleware = 0
     """How many of ``user_middleware`` are create_app's own."""
 
-    @realtime.asgi3  # a server must still see an ASGI 3 application
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.enter(scope, receive, send)
+
+    def enter(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        """The coroutine that answers ``scope``: the connection's own for ``/ws``
+        and event streams, FastAPI's for everything else."""
         if scope["type"] == "websocket":
             if self.root_path:
                 scope["root_path"] = self.root_path  # as FastAPI's __call__ does
@@ -92,6 +99,22 @@ class _Standalone(FastAPI):
                     scope["app"] = self
                     return stream
         return super().__call__(scope, receive, send)
+
+
+class Entry:
+    """What ``roomcast serve`` gives uvicorn: the standalone app, entered through
+    :meth:`_Standalone.enter` with no frame of its own. A plain function marked as
+    a coroutine function for uvicorn (which asks ``asyncio.iscoroutinefunction``,
+    realtime.asgi3); :attr:`app` is the application."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: _Standalone) -> None:
+        self.app = app
+
+    @realtime.asgi3
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        return self.app.enter(scope, receive, send)
 
 
 def _traced(app: FastAPI) -> bool:
@@ -124,3 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.own_middleware = len(app.user_middleware)
     return app
+
+
+def serve_app() -> Entry:
+    """The factory ``roomcast serve`` runs: :func:`create_app`'s application,
+    entered without a frame of its own per connection (:class:`Entry`)."""
+    app = create_app()
+    assert isinstance(app, _Standalone)
+    return Entry(app)

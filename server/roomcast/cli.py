@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     check_serve_settings(settings)
     preflight(settings)  # bad service URLs, services down: one line and exit 2, before uvicorn
     announce_pages(settings)  # the page URLs, once it listens
-    uvicorn.run("roomcast.app:create_app", factory=True, **uvicorn_config_kwargs(settings))
+    uvicorn.run("roomcast.app:serve_app", factory=True, **uvicorn_config_kwargs(settings))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -136,20 +137,26 @@ async def test_the_standalone_app_answers_ws_before_its_router_and_passes_the_re
 
 
 async def test_the_standalone_apps_ws_is_the_connections_own_coroutine() -> None:
+    import inspect
+
+    from roomcast.app import Entry
     from roomcast.transports.websocket import serve_websocket
 
     async def receive() -> Any:
         raise AssertionError("not run")
 
     app = create_app(Settings())
+    assert inspect.iscoroutinefunction(app.__call__)  # an ASGI 3 app to every tool that asks
+    entry = Entry(app)  # what `roomcast serve` hands uvicorn (app.serve_app)
+    assert asyncio.iscoroutinefunction(entry.__call__)  # uvicorn's question
     async with running(app):
         scope = {"type": "websocket", "path": "/ws", "root_path": "", "headers": []}
-        coroutine: Any = app(scope, receive, receive)
+        coroutine: Any = entry(scope, receive, receive)
         try:  # nothing of FastAPI's or of roomcast's routing stays suspended above it
             assert coroutine.cr_code is serve_websocket.__code__
         finally:
             coroutine.close()
-        other: Any = app({"type": "http", "path": "/ws", "root_path": ""}, receive, receive)
+        other: Any = entry({"type": "http", "path": "/ws", "root_path": ""}, receive, receive)
         assert other.cr_code is not serve_websocket.__code__  # FastAPI's own __call__
         other.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from ..protocol.events import Event, Notice, Position
+from ..protocol.httpchunk import http_chunk
 from .broker import Recovery
 from .fanout import offer_rest
 from .subscriber import Subscriber
@@ -153,8 +154,9 @@ class LocalRoom:
             data = one.wire if one else b"".join([item.wire for item in items])
             _send(self.live, data, [item.frame for item in items], items)
         if self.live_sse:
-            data = one.sse_wire if one else b"".join([item.sse_wire for item in items])
-            _send(self.live_sse, data, [item.sse for item in items], items)
+            texts = [item.sse for item in items]
+            data = one.sse_wire if one else http_chunk("".join(texts).encode())  # one chunk
+            _send(self.live_sse, data, texts, items)
 
     def add_live(self, sub: Subscriber) -> None:
         self.flush()  # the batch was delivered before ``sub`` went live
