@@ -103,9 +103,21 @@ class SentinelDrill(Drill):
                 ):
                     await asyncio.sleep(0.1)
         except TimeoutError:
-            return [f"the old master is not a synced replica within {timeout:g} s"]
+            return [
+                f"the old master is not a synced replica within {timeout:g} s",
+                *await asyncio.to_thread(self.sentinel_view),
+            ]
         self.mark("rejoined")
         return []
+
+    def sentinel_view(self) -> list[str]:
+        """What the old master says of its role, and each sentinel's last log lines
+        (``+convert-to-slave``, ``+tilt``...): why a rejoin did not happen."""
+        role = self.redis.master.cli("ROLE").splitlines()
+        out = [f"old master ROLE: {' '.join(role) or 'no answer'}"]
+        for k, sentinel in enumerate(self.redis.sentinels):
+            out += [f"sentinel{k}: {line}" for line in sentinel.log_tail(12)]
+        return out
 
     def readyz_after(self, since: str) -> list[str]:
         """Both processes answer /readyz 200 from mark ``since`` on."""

@@ -22,6 +22,21 @@ from .redis_server import RedisServer
 __all__ = ["RedisSentinel", "RedisSentinels"]
 
 
+TIMERS = {"info-period": 1000, "publish-period": 500, "tilt-trigger": 5000, "tilt-period": 5000}
+"""``SENTINEL DEBUG`` timers (Redis 7.0+; defaults 10000, 2000, 2000 and 30000 ms).
+
+- A sentinel learns a server's role from its ``INFO``, asked every info-period:
+  1 s here, not 10.
+- A sentinel makes a demoted master a replica of the new one only after it has
+  reported the wrong role for 4 publish periods: 2 s here, not 8.
+- A sentinel whose timer runs more than tilt-trigger late (a loaded test machine)
+  acts on nothing for tilt-period: here after a 5 s stall, for 5 s; by default
+  after a 2 s stall, for 30 s, longer than a drill waits for the old master to
+  rejoin (one CI run waited 30 s in vain; the log, :meth:`RedisSentinel.log_tail`,
+  now says why when it happens).
+"""
+
+
 class RedisSentinel(RedisServer):
     """``redis-server sentinel.conf --sentinel`` on a free port, monitoring the
     master on ``master_port`` as ``service`` with quorum 1, a master down after
@@ -52,8 +67,27 @@ class RedisSentinel(RedisServer):
             f"sentinel monitor {name} 127.0.0.1 {self.master_port} 1\n"
             f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
             f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+            f"logfile {self.log}\n"
         )
         return ["redis-server", str(conf), "--sentinel"]
+
+    @property
+    def log(self) -> Path:
+        """The sentinel's log file (kept across restarts, in :attr:`folder`)."""
+        return self.folder / "sentinel.log"
+
+    def start(self) -> RedisSentinel:
+        """Start it, then shorten its timers with ``SENTINEL DEBUG`` (:data:`TIMERS`)."""
+        super().start()
+        self.cli("SENTINEL", "DEBUG", *(str(part) for item in TIMERS.items() for part in item))
+        return self
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """The last ``lines`` lines of :attr:`log` (none if there is no log yet)."""
+        try:
+            return self.log.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return []
 
     def info(self) -> dict[str, str]:
         """``SENTINEL MASTER <service>`` as a dict (empty when it does not answer)."""
