@@ -44,6 +44,12 @@ def test_idle_holds_websockets_or_with_sse_event_streams() -> None:
     assert not parse_config(["fanout"]).sse
 
 
+def test_the_client_loop_is_uvloop_when_installed_unless_asked_otherwise() -> None:
+    assert parse_config(["fanout"]).loop == "uvloop"  # uvicorn[standard] brings it
+    assert parse_config(["fanout", "--loop", "auto"]).as_json()["loop"] == "uvloop"
+    assert parse_config(["fanout", "--loop", "asyncio"]).loop == "asyncio"
+
+
 def test_processes_never_outnumber_connections() -> None:
     assert parse_config(["idle", "--subscribers", "2", "--processes", "8"]).processes == 2
 

@@ -8,6 +8,7 @@ load client.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -64,6 +65,8 @@ class BenchConfig:
     grace: float
     json_path: str | None
     ws_client: str = "raw"
+    loop: str = "asyncio"
+    """The workers' event loop: ``uvloop`` or ``asyncio`` (``--loop``; auto resolved)."""
     sse: bool = False
     """Subscribers are Server-Sent Events streams (the ``sse`` scenario; ``idle --sse``)."""
 
@@ -107,6 +110,13 @@ class BenchConfig:
         config["token"] = bool(self.token)
         config["ws_url"] = self.ws_url
         return config
+
+
+def _loop(choice: str) -> str:
+    """``--loop`` as what will run: ``auto`` is uvloop when it imports."""
+    if choice != "auto":
+        return choice
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def _whole(text: str) -> int:
@@ -214,6 +224,13 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
         default="raw",
         help="WebSocket client: bench's own lean one (default) or the websockets library",
     )
+    add(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the load client's event loop: uvloop when installed (auto, the default: it "
+        "reads a frame for less CPU, so the client bounds a figure later), or asyncio's own",
+    )
     if scenario in ("fanout", "rooms", "sse"):
         per = " per member" if scenario == "rooms" else ""
         add(
@@ -311,5 +328,6 @@ def parse_config(
         grace=getattr(args, "grace", 5.0),
         json_path=args.json_path,
         ws_client=args.ws_client,
+        loop=_loop(args.loop),
         sse=sse,
     )

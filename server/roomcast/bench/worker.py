@@ -35,6 +35,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -368,13 +369,23 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``--loop``: uvloop's loop, or None for asyncio's own."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """The entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the coordinator decides
     _raise_fd_limit()
     keep_heap_top()  # malloc.py: a socket read without a brk() pair
     try:
-        asyncio.run(Worker(spec, conn).main())
+        with asyncio.Runner(loop_factory=_loop_factory(spec.config.loop)) as runner:
+            runner.run(Worker(spec, conn).main())
     except BaseException as exc:
         with contextlib.suppress(Exception):
             conn.send({"ev": "fatal", "index": spec.index, "error": repr(exc)})
