@@ -81,6 +81,16 @@ class Stream:
         stream.writer = writer
         return stream
 
+    @classmethod
+    async def subscribed(
+        cls, port: int, path: str = "/rooms/feed/events", rooms: int = 1, rcvbuf: int | None = None
+    ) -> Stream:
+        """:meth:`open`, then read its ``subscribed`` event (one per room)."""
+        stream = await cls.open(port, path, rcvbuf)
+        for _ in range(rooms):
+            assert (await stream.event())["event"] == "subscribed"
+        return stream
+
     async def _more(self) -> None:
         while True:
             event = self.conn.next_event()
@@ -153,8 +163,18 @@ class Stream:
         assert extra == b""
         return close
 
+    async def end_code(self) -> int:
+        """:meth:`end`: the close event's code."""
+        return int(json.loads((await self.end())["data"])["code"])
+
     def close(self) -> None:
         self.writer.close()
+
+
+async def drained(rc: Roomcast, server: LiveServer, stream: Stream) -> None:
+    """Drain ``rc``: ``stream`` ends with a close event of 3000, then its last chunk."""
+    await server.acall(rc.drain())
+    assert await stream.end_code() == 3000
 
 
 async def the_stream_sub(rc: Roomcast) -> Subscriber:
@@ -178,8 +198,7 @@ async def test_a_one_room_stream_gets_every_event_once_in_order_written_directly
     http: str,
 ) -> None:
     async with running(http, sse_keepalive=0.01) as (rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events")
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port)
         sub = await server.acall(the_stream_sub(rc))
         pops = sub.pops
         await server.acall(publish(rc, "feed", 20))  # one at a time
@@ -193,16 +212,14 @@ async def test_a_one_room_stream_gets_every_event_once_in_order_written_directly
         )
         assert await stream.messages(3000, timeout=60) == list(range(21, 3021))
         await burst
-        await server.acall(rc.drain())
-        assert json.loads((await stream.end())["data"])["code"] == 3000
+        await drained(rc, server, stream)
         stream.close()
 
 
 @PROTOCOLS
 async def test_a_reader_that_stops_reading_is_paused_then_catches_up_in_order(http: str) -> None:
     async with running(http, send_timeout=30, outbox_max_bytes=64 * 1024 * 1024) as (rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events", rcvbuf=4096)
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port, rcvbuf=4096)
         sub = await server.acall(the_stream_sub(rc))
         sent = 0
         while sub.write is not None:  # not reading: the transport pauses
@@ -221,9 +238,7 @@ async def test_a_reader_that_stops_reading_is_paused_then_catches_up_in_order(ht
 
 async def test_a_stream_of_several_rooms_keeps_its_ids_and_is_not_written_directly() -> None:
     async with running("httptools", sse_keepalive=0.05) as (rc, server):
-        stream = await Stream.open(server.port, "/events?room=a&room=b")
-        for _ in range(2):
-            assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port, "/events?room=a&room=b", rooms=2)
         sub = await server.acall(the_stream_sub(rc))
         await server.acall(rc.publish("a", 1))
         await server.acall(rc.publish("b", 2))
@@ -242,8 +257,7 @@ async def test_a_stream_of_several_rooms_keeps_its_ids_and_is_not_written_direct
 @PROTOCOLS
 async def test_a_stream_whose_client_goes_away_ends_and_leaves_the_hub(http: str) -> None:
     async with running(http) as (rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events")
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port)
         assert await server.acall(stream_subs(rc)) == 1
         stream.close()
         for _ in range(200):
@@ -258,24 +272,21 @@ async def test_when_uvicorn_shuts_down_an_open_stream_ends_with_close_3000(http:
     # A host app under uvicorn's own shutdown (no roomcast signal handlers): the
     # protocol tells the stream, which starts roomcast's drain.
     async with running(http) as (_rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events")
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port)
         stopping = asyncio.ensure_future(asyncio.to_thread(server.stop))
-        assert json.loads((await stream.end())["data"])["code"] == 3000
+        assert await stream.end_code() == 3000
         await stopping
         stream.close()
 
 
 async def test_under_uvicorns_own_protocol_streams_go_through_sse_starlette() -> None:
     async with running("uvicorn") as (rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events")
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port)
         sub = await server.acall(the_stream_sub(rc))
         await server.acall(publish(rc, "feed", 50, together=10))
         assert await stream.messages(50) == list(range(1, 51))
         assert sub.direct is None
-        await server.acall(rc.drain())
-        assert json.loads((await stream.end())["data"])["code"] == 3000
+        await drained(rc, server, stream)
         stream.close()
 
 
@@ -284,13 +295,11 @@ async def test_behind_a_middleware_that_holds_each_body_events_still_arrive_once
     http: str,
 ) -> None:
     async with running(http, middleware=True, sse_keepalive=0.01) as (rc, server):
-        stream = await Stream.open(server.port, "/rooms/feed/events")
-        assert (await stream.event())["event"] == "subscribed"
+        stream = await Stream.subscribed(server.port)
         burst = asyncio.ensure_future(
             server.acall(publish(rc, "feed", 2000, together=20), timeout=60)
         )
         assert await stream.messages(2000, timeout=60) == list(range(1, 2001))
         await burst
-        await server.acall(rc.drain())
-        assert json.loads((await stream.end())["data"])["code"] == 3000
+        await drained(rc, server, stream)
         stream.close()

@@ -177,6 +177,18 @@ class RawClient:
         self.writer.close()
 
 
+async def start_watch(
+    app: App, port: int
+) -> tuple[RawClient, asyncio.Future[tuple[h11.Response, bytes]]]:
+    """A new client with a ``/watch`` request under way: the app has started its
+    response (its watcher was called once)."""
+    client = await RawClient.open(port)
+    request = asyncio.ensure_future(client.get("/watch"))
+    while not app.calls:
+        await asyncio.sleep(0.01)
+    return client, request
+
+
 @PROTOCOLS
 async def test_direct_chunks_and_asgi_sends_arrive_whole_in_order_and_the_body_ends_cleanly(
     protocol: type,
@@ -210,10 +222,7 @@ async def test_the_watcher_hears_of_the_start_pause_resume_completion_and_loss(
 ) -> None:
     app = App()
     async with serving(protocol, app) as (server, port):
-        client = await RawClient.open(port)
-        request = asyncio.ensure_future(client.get("/watch"))
-        while not app.calls:
-            await asyncio.sleep(0.01)
+        client, request = await start_watch(app, port)
         assert app.calls == [True]  # the response started
         (connection,) = server.server_state.connections
         connection.pause_writing()  # as asyncio does past the high-water mark
@@ -301,10 +310,7 @@ async def test_the_installed_uvicorn_and_h11_have_every_name_the_writer_reads(
 ) -> None:
     app = App()
     async with serving(protocol, app) as (server, port):
-        client = await RawClient.open(port)
-        request = asyncio.ensure_future(client.get("/watch"))
-        while not app.calls:
-            await asyncio.sleep(0.01)
+        client, request = await start_watch(app, port)
         (connection,) = server.server_state.connections
         assert uvicorn_http.missing_names(connection, connection.cycle) == []
         app.go.set()
