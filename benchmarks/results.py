@@ -435,10 +435,24 @@ def _throughput(label: str, a: Trials, b: Trials, factor: float) -> Row:
     return label, f"{ratio:.2f}x", ratio >= factor
 
 
-def _at_most(label: str, a: float | None, b: float | None, factor: float, unit: str = "") -> Row:
+def _at_most(
+    label: str, a: float | None, b: float | None, factor: float, unit: str = "", context: str = ""
+) -> Row:
+    """``a`` ≤ ``factor`` x ``b``; ``context`` (what bounds the figure) is appended."""
     if a is None or not b:
         return label, "not measured", None
-    return label, f"{a / b:.2f}x ({a:,.1f}{unit} vs {b:,.1f}{unit})", a <= factor * b
+    tail = f"; {context}" if context else ""
+    return label, f"{a / b:.2f}x ({a:,.1f}{unit} vs {b:,.1f}{unit}{tail})", a <= factor * b
+
+
+def _limit_context(a: float | None, b: float | None) -> str:
+    """The limit row's own ratio in the same comparison: how far a server could get."""
+    return f"the limit: {a / b:.2f}x" if a is not None and b else ""
+
+
+def _client_context(trials: Trials) -> str:
+    """The client's CPU in the run: near 1.0 the figure measures the client."""
+    return f"client CPU {_client(trials)}" if _med(trials, "client_cpu") is not None else ""
 
 
 def _idle(label: str, trials: Trials, limit: float) -> Row:
@@ -468,9 +482,11 @@ def targets(results: Results, doc: dict[str, Any]) -> list[str]:
         _throughput("window 1: deliveries ≥ 1.4x websockets.broadcast()",
                     w1.get("roomcast", []), w1.get("websockets", []), 1.4),
         _at_most("common fixed rate: roomcast's p99 ≤ 0.75x websockets.broadcast()'s",
-                 p99(fixed, "roomcast"), p99(fixed, "websockets"), 0.75, " ms"),
+                 p99(fixed, "roomcast"), p99(fixed, "websockets"), 0.75, " ms",
+                 _limit_context(p99(fixed, LIMIT), p99(fixed, "websockets"))),
         _at_most("fixed rate: p99 at half its own peak ≤ 2x p99 at the light rate",
-                 p99(half, "roomcast"), p99(light, "roomcast"), 2.0, " ms"),
+                 p99(half, "roomcast"), p99(light, "roomcast"), 2.0, " ms",
+                 _client_context(half.get("roomcast", []))),
         _at_most("SSE, window 1: server CPU/delivery ≤ 1.5x roomcast WebSocket's",
                  cpu(w1, "roomcast-sse"), cpu(w1, "roomcast"), 1.5, " µs"),
         _throughput("SSE at peak: deliveries ≥ 4x sse-starlette",
