@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from roomcast.cli import check_serve_settings, uvicorn_config_kwargs
 from roomcast.logs import log_config
 from roomcast.settings import Settings
+from roomcast.testing.ports import free_port
+
+from .redis_server import RedisServer
 
 
 def test_several_workers_on_the_memory_broker_are_refused() -> None:
@@ -44,6 +49,36 @@ def test_a_bad_setting_exits_2_with_a_one_line_message() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("roomcast: --workers 3 needs the Redis broker")
     assert "Traceback" not in result.stderr
+
+
+def test_a_worker_that_fails_to_start_makes_serve_exit_3_not_0(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """``--workers 2`` where the checks before uvicorn pass, then each worker finds its
+    database gone, as if it went away in between: a ``sitecustomize`` gives the spawned
+    worker processes, and only them, a SQLite file in a folder that does not exist.
+    uvicorn's supervisor stops the others and returns; ``roomcast serve`` must end with
+    3, or a process manager would take it for a clean stop and not restart it."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    gone = f"sqlite+aiosqlite:///{tmp_path}/gone/x.db"
+    (inject / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if sys.argv[:1] == ['-c']:  # a multiprocessing spawn child: a uvicorn worker\n"
+        f"    os.environ['ROOMCAST_DATABASE_URL'] = {gone!r}\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")])),
+        "ROOMCAST_REDIS_URL": redis_server.url,
+        "ROOMCAST_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/ok.db",
+        "ROOMCAST_PORT": str(free_port()),
+    }
+    command = [sys.executable, "-m", "roomcast", "serve", "--workers", "2"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "ROOMCAST_DATABASE_URL: " in result.stderr  # the worker's own error
+    assert "a worker failed to start" in result.stderr
 
 
 def test_db_upgrade_creates_the_schema_and_reports_an_unreachable_database(tmp_path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import __version__
 from .banner import announce_pages, server_url
 from .bench.config import positive_int
-from .runner import uvicorn_config_kwargs
+from .runner import run_uvicorn, uvicorn_config_kwargs
 from .settings import MIN_HS256_SECRET, Settings
 from .startup import StartupError, preflight
 
@@ -28,8 +28,6 @@ def check_serve_settings(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     # Flags become environment settings, so every worker process sees them.
     for name in ("host", "port", "workers", "log_level"):
         value = getattr(args, name)
@@ -39,7 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
     check_serve_settings(settings)
     preflight(settings)  # bad service URLs, services down: one line and exit 2, before uvicorn
     announce_pages(settings)  # the page URLs, once it listens
-    uvicorn.run("roomcast.app:serve_app", factory=True, **uvicorn_config_kwargs(settings))
+    options = uvicorn_config_kwargs(settings)
+    run_uvicorn("roomcast.app:serve_app", {**options, "factory": True})  # a worker's failure: 3
     return 0
 
 

@@ -23,7 +23,11 @@ logs it).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -31,7 +35,7 @@ from .logs import log_config
 from .settings import Settings, SettingsError
 from .transports.handshake import HTTPProtocol
 
-__all__ = ["PROTOCOL_PATH", "run", "serving_config", "uvicorn_config_kwargs"]
+__all__ = ["PROTOCOL_PATH", "run", "run_uvicorn", "serving_config", "uvicorn_config_kwargs"]
 
 PROTOCOL_PATH = "roomcast:WebSocketProtocol"
 """roomcast's uvicorn WebSocket protocol (``roomcast.WebSocketProtocol``), as
@@ -78,7 +82,6 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
     Several workers need the Redis broker: pass the settings the app's Roomcast
     uses (or set ``ROOMCAST_REDIS_URL``); without, SettingsError.
     """
-    import uvicorn
 
     settings = settings or Settings()
     options = uvicorn_config_kwargs(settings)
@@ -89,7 +92,42 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
             f"{workers} workers need the Redis broker (ROOMCAST_REDIS_URL, or settings= "
             "with redis_url): with the memory broker each worker would keep its own rooms"
         )
-    uvicorn.run(app, **options)
+    run_uvicorn(app, options)
+
+
+def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
+    """``uvicorn.run(app, **options)``, except that with several workers a worker that
+    fails to start (a service gone since the checks, a broken app) ends the process
+    with exit code 3, as one worker's failure does.
+
+    uvicorn's supervisor stops the other workers when one exits with its start-up
+    failure code, then returns normally, so ``uvicorn.run`` would end the process
+    with 0 and a process manager (systemd, Docker, Kubernetes) would see a clean stop.
+    """
+    import uvicorn
+
+    if (options.get("workers") or 1) <= 1 or not isinstance(app, str):
+        uvicorn.run(app, **options)  # exits 3 itself when its one server did not start
+        return
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(app, **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    try:
+        supervisor.run()
+    finally:
+        if config.uds and os.path.exists(config.uds):
+            with contextlib.suppress(OSError):
+                os.remove(config.uds)
+    failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    if failed:
+        logging.getLogger("uvicorn.error").error(
+            "roomcast: a worker failed to start (process %s; the error is above); exiting with %d",
+            ", ".join(map(str, failed)),
+            STARTUP_FAILURE,
+        )
+        sys.exit(STARTUP_FAILURE)
 
 
 def serving_config() -> Any | None:
