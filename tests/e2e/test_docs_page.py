@@ -97,6 +97,10 @@ def test_redoc_renders_offline_too(server_factory: ServerFactory, pages: Pages) 
     redoc.page.wait_for_function(
         "document.querySelectorAll('[data-section-id^=\"operation/\"]').length > 5"
     )
+    # The sidebar's footer logo is drawn after the page (React effect): wait for it, so
+    # a logo fetched from Redocly's CDN would be refused, and seen, every time.
+    redoc.page.wait_for_selector('img[alt="redocly logo"]', state="attached")
+    redoc.page.wait_for_load_state("networkidle")
     assert redoc.refused == []
     assert [url for url in redoc.network() if not redoc.here(url)] == []
     assert pages.errors == []

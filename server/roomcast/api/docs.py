@@ -37,6 +37,15 @@ ASSETS = {
     "favicon.png": "image/png",
 }
 PACKAGE = "fastapi_offline"
+PATCHES = {
+    "redoc.standalone.js": (
+        b"https://cdn.redoc.ly/redoc/logo-mini.svg",
+        b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E",
+    ),
+}
+"""The one URL elsewhere a file still names, and what it is served with instead:
+ReDoc's sidebar footer loads Redocly's logo from its CDN once the page is shown
+(an empty image here; the footer's text and link stay)."""
 
 
 def assets_dir() -> Path:
@@ -103,6 +112,7 @@ def offline_docs(app: FastAPI, *, assets_path: str = ASSETS_PATH) -> None:
         app.add_route(redoc_url, redoc, include_in_schema=False)
 
     folder = assets_dir()
+    patched: dict[str, bytes] = {}  # read once, on the first request
 
     async def docs_asset(request: Request) -> Response:
         name = request.path_params["name"]
@@ -110,7 +120,13 @@ def offline_docs(app: FastAPI, *, assets_path: str = ASSETS_PATH) -> None:
         if media_type is None or not (folder / name).is_file():
             return PlainTextResponse("not found", status.HTTP_404_NOT_FOUND)
         headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
-        return FileResponse(folder / name, media_type=media_type, headers=headers)
+        patch = PATCHES.get(name)
+        if patch is None:
+            return FileResponse(folder / name, media_type=media_type, headers=headers)
+        body = patched.get(name)
+        if body is None:
+            body = patched[name] = (folder / name).read_bytes().replace(*patch)
+        return Response(body, media_type=media_type, headers=headers)
 
     # Routes of the app itself, like FastAPI's pages: outside its dependencies, as the pages are.
     app.add_route(assets_path + "/{name}", docs_asset, include_in_schema=False)
