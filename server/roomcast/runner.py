@@ -120,7 +120,8 @@ def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
         if config.uds and os.path.exists(config.uds):
             with contextlib.suppress(OSError):
                 os.remove(config.uds)
-    failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    processes = getattr(supervisor, "processes", [])  # uvicorn's supervisor, read defensively
+    failed = [p.pid for p in processes if getattr(p, "exitcode", None) == STARTUP_FAILURE]
     if failed:
         logging.getLogger("uvicorn.error").error(
             "roomcast: a worker failed to start (process %s; the error is above); exiting with %d",
