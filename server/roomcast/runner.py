@@ -82,7 +82,6 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
     Several workers need the Redis broker: pass the settings the app's Roomcast
     uses (or set ``ROOMCAST_REDIS_URL``); without, SettingsError.
     """
-
     settings = settings or Settings()
     options = uvicorn_config_kwargs(settings)
     options.update(uvicorn_options)
@@ -97,7 +96,7 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
 
 def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
     """``uvicorn.run(app, **options)``, except that with several workers a worker that
-    fails to start (a service gone since the checks, a broken app) ends the process
+    fails to start (its lifespan raised: a service gone since the checks) ends the process
     with exit code 3, as one worker's failure does.
 
     uvicorn's supervisor stops the other workers when one exits with its start-up
