@@ -221,7 +221,8 @@ def test_a_page_the_server_refuses_gives_up_and_says_why(
 
     # With a token it gets in; when the token expires the server closes 3003 and
     # the page, having no way to get a new token, stops.
-    token = issue_token(SECRET, "ann", ttl=3, rooms=["chat:*"], publish=["chat:*"])
+    # (5-6 s: a page on a loaded CI machine took over 2 s to connect)
+    token = issue_token(SECRET, "ann", ttl=6, rooms=["chat:*"], publish=["chat:*"])
     page = join(pages, server, "ann", token=token)
     wait_state(page, "connected")
     wait_state(page, "failed", timeout=15_000)
