@@ -171,6 +171,18 @@ class Stream:
         self.writer.close()
 
 
+async def bursts_arrive(
+    rc: Roomcast, server: LiveServer, stream: Stream, first: int, count: int, together: int
+) -> None:
+    """Publish ``count`` events to ``feed``, ``together`` per loop iteration, while
+    ``stream`` reads them: every one arrives once, in order, from offset ``first``."""
+    burst = asyncio.ensure_future(
+        server.acall(publish(rc, "feed", count, together=together), timeout=60)
+    )
+    assert await stream.messages(count, timeout=60) == list(range(first, first + count))
+    await burst
+
+
 async def drained(rc: Roomcast, server: LiveServer, stream: Stream) -> None:
     """Drain ``rc``: ``stream`` ends with a close event of 3000, then its last chunk."""
     await server.acall(rc.drain())
@@ -207,11 +219,7 @@ async def test_a_one_room_stream_gets_every_event_once_in_order_written_directly
         assert sub.pops == pops, "the outbox took events: they were not written directly"
         # Bursts (several events per loop iteration, one write each), with
         # keep-alive comments sent through ASGI in between.
-        burst = asyncio.ensure_future(
-            server.acall(publish(rc, "feed", 3000, together=50), timeout=60)
-        )
-        assert await stream.messages(3000, timeout=60) == list(range(21, 3021))
-        await burst
+        await bursts_arrive(rc, server, stream, 21, 3000, together=50)
         await drained(rc, server, stream)
         stream.close()
 
@@ -296,10 +304,6 @@ async def test_behind_a_middleware_that_holds_each_body_events_still_arrive_once
 ) -> None:
     async with running(http, middleware=True, sse_keepalive=0.01) as (rc, server):
         stream = await Stream.subscribed(server.port)
-        burst = asyncio.ensure_future(
-            server.acall(publish(rc, "feed", 2000, together=20), timeout=60)
-        )
-        assert await stream.messages(2000, timeout=60) == list(range(1, 2001))
-        await burst
+        await bursts_arrive(rc, server, stream, 1, 2000, together=20)
         await drained(rc, server, stream)
         stream.close()
