@@ -235,6 +235,35 @@ def _kept_up(rate: float) -> Column:
     return "publishes/s", cell
 
 
+LATENCY_AT = {
+    "socket": "the receipt timed when the frame reached the subscriber's socket (the "
+    "kernel's receive stamp, `--latency-at socket`), so the load client's own queue is "
+    "not in it",
+    "read": "the receipt timed when the load client read the frame (`--latency-at read`), "
+    "so it includes the frame's wait for the client's one core",
+}
+
+
+def latency_timing(results: Results) -> str:
+    """How the runs' latencies were timed (``config.latency_at``), in words; where runs
+    differ, the cases timed otherwise than most are named."""
+    cases: dict[str, set[str]] = {}
+    for scenario in results.values():
+        for key, trials in scenario.items():
+            for t in trials:
+                if t.get("publishes"):
+                    kind = str(t.get("config", {}).get("latency_at", "read"))
+                    cases.setdefault(kind, set()).add(key)
+    if not cases:
+        return "not measured"
+    most = max(cases, key=lambda k: len(cases[k]))
+    text = LATENCY_AT.get(most, most)
+    for kind in sorted(k for k in cases if k != most):
+        names = ", ".join(sorted(cases[kind] - cases[most]) or sorted(cases[kind]))
+        text += f" (for {names}: {LATENCY_AT.get(kind, kind)})"
+    return text
+
+
 def render(doc: dict[str, Any], cases: list[Case]) -> str:
     results: Results = doc["results"]
     opts = doc["options"]
@@ -263,7 +292,7 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
         "",
         f"{n} subscribers in one room, one publisher, ~{opts['payload_bytes']}-byte JSON data, "
         f"{opts['duration']} s measured after 1 s of warm-up. p50/p99: publish-to-receive "
-        "latency. **server CPU µs/delivery**: the server's CPU seconds over the measured window "
+        f"latency, {latency_timing(results)}. **server CPU µs/delivery**: the server's CPU seconds over the measured window "
         "(its whole process tree) divided by the deliveries received in it; it is the figure "
         "the targets are about, and it holds even where the client limits the rate. **client "
         "CPU**: the load client's share of its one core; `saturated k/n` when it was at 0.9 "

@@ -30,12 +30,14 @@ def bench_modules() -> Iterator[tuple[ModuleType, ModuleType, ModuleType]]:
             sys.modules.pop(name, None)
 
 
-def fanout(rate: float, cpu: float, p99: float, *, client: float = 0.5) -> dict[str, Any]:
+def fanout(
+    rate: float, cpu: float, p99: float, *, client: float = 0.5, at: str = "socket"
+) -> dict[str, Any]:
     """One ``roomcast bench --json`` report, as much of it as results.py reads."""
     return {
         "ok": True,
         "publishes": True,
-        "config": {"duration": 8.0},
+        "config": {"duration": 8.0, "latency_at": at},
         "duration_s": 8.0,
         "deliveries": int(rate * 8),
         "deliveries_per_s": rate,
@@ -84,15 +86,15 @@ def document() -> dict[str, Any]:
                 "websockets": [fanout(84_000, 0.98, 200)],
                 "roomcast-redis": [fanout(200_000, 0.8, 150)],
                 "broadcaster-redis": [fanout(40_000, 1.0, 500)],
-                "roomcast-sse": [fanout(140_000, 0.75, 160)],
-                "sse-starlette": [fanout(30_000, 0.98, 85)],
+                "roomcast-sse": [fanout(140_000, 0.75, 160, at="read")],
+                "sse-starlette": [fanout(30_000, 0.98, 85, at="read")],
             },
             "w1": {
                 "roomcast": [fanout(40_000, 0.52, 30, client=0.93)],
                 "frame-once": [fanout(50_000, 0.50, 25, client=0.94)],
                 "websockets": [fanout(44_000, 0.64, 30)],
-                "roomcast-sse": [fanout(20_000, 0.40, 60)],
-                "sse-starlette": [fanout(30_000, 0.98, 85)],
+                "roomcast-sse": [fanout(20_000, 0.40, 60, at="read")],
+                "sse-starlette": [fanout(30_000, 0.98, 85, at="read")],
             },
             "fixed": {
                 "roomcast": [fanout(42_000, 0.5, 20)],
@@ -149,6 +151,20 @@ def test_results_md_has_every_scenario_the_limit_row_pinning_and_the_targets(
     assert "0.95 (saturated 1/1)" in text
     assert "| roomcast SSE streams, memory broker, 1 worker | SSE streams |" in text
     assert "roomcast's p99 at half its peak is 2.50x its p99 at the light rate." in text
+    # how latency was timed, and which rows were timed otherwise
+    assert "latency, the receipt timed when the frame reached the subscriber's socket" in text
+    assert "(for roomcast-sse, sse-starlette: the receipt timed when the load client read" in text
+
+
+def test_latency_timing_of_runs_before_the_option_is_the_read(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType],
+) -> None:
+    _, results, _ = bench_modules
+    old = fanout(1_000, 0.1, 10)
+    del old["config"]["latency_at"]  # a results.json written before --latency-at
+    text = results.latency_timing({"w16": {"roomcast": [old]}})
+    assert text.startswith("the receipt timed when the load client read the frame")
+    assert results.latency_timing({"idle": {"roomcast-idle": [idle(1)]}}) == "not measured"
 
 
 def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, ModuleType]) -> None:

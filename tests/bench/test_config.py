@@ -50,6 +50,34 @@ def test_the_client_loop_is_uvloop_when_installed_unless_asked_otherwise() -> No
     assert parse_config(["fanout", "--loop", "asyncio"]).loop == "asyncio"
 
 
+def test_latency_is_timed_at_the_socket_where_the_client_can_stamp_reads() -> None:
+    assert parse_config(["fanout"]).latency_at == "socket"
+    assert parse_config(["rooms"]).as_json()["latency_at"] == "socket"
+    assert parse_config(["fanout", "--latency-at", "read"]).latency_at == "read"
+    # where the kernel's stamps cannot be read, auto times the read
+    assert parse_config(["fanout", "--ws-client", "websockets"]).latency_at == "read"
+    assert parse_config(["sse"]).latency_at == "read"
+    assert parse_config(["fanout", "--protocol", "socketio"]).latency_at == "read"
+    assert parse_config(["fanout", "--url", "https://example.org"]).latency_at == "read"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sse", "--latency-at", "socket"],
+        ["fanout", "--ws-client", "websockets", "--latency-at", "socket"],
+        ["fanout", "--url", "https://example.org", "--latency-at", "socket"],
+    ],
+)
+def test_socket_timing_where_it_cannot_be_done_is_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(argv)
+    assert exit_.value.code == 2
+    assert "--latency-at socket needs" in capsys.readouterr().err
+
+
 def test_processes_never_outnumber_connections() -> None:
     assert parse_config(["idle", "--subscribers", "2", "--processes", "8"]).processes == 2
 

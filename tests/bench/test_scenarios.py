@@ -82,6 +82,7 @@ def test_fanout_delivers_every_message_to_every_subscriber(
     assert report["deliveries_total"] >= 20 * report["messages_acked"]
     assert report["server"]["cpu"] is not None
     assert report["config"]["loop"] == "uvloop"  # the default: the raw client on uvloop
+    assert report["config"]["latency_at"] == "socket"  # ... timed by the kernel's stamps
     assert isinstance(report["client_saturated"], bool)
     assert 0 <= report["client_cpu"] <= 1.5
 
@@ -96,6 +97,7 @@ def test_fanout_at_a_fixed_rate_over_two_processes_with_the_websockets_client(
     )  # fmt: skip
     assert code == 0, report["warnings"]
     assert report["config"]["loop"] == "asyncio"
+    assert report["config"]["latency_at"] == "read"  # websockets' reads are not stamped
     assert_delivered_intact(report)
     assert report["messages_published"] <= 100 * 1.2 + 1  # paced, not as fast as possible
     assert len(report["client_cpu_by_process"]) == 2

@@ -15,6 +15,7 @@ Modules, one concept each::
     join          opening and joining connections per protocol
     channel       the Channel interface, ChannelError/ChannelClosed, WsChannel (websockets)
     rawws         RawWsChannel: the lean WebSocket client used by default
+    stamped       StampedTransport: reads with the kernel's arrival stamp (--latency-at)
     sse           SseChannel (raw asyncio HTTP) and HttpPublishChannel
     sio           SioChannel (python-socketio, optional)
     frames        frames sent, fast parsing of frames received

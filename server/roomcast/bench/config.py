@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .stamped import supported as stamped_supported
+
 __all__ = [
     "DEFAULT_URL", "MIN_PAYLOAD_BYTES", "PROTOCOLS", "SCENARIOS", "BenchConfig",
     "build_parser", "parse_config", "positive_int",
@@ -69,6 +71,10 @@ class BenchConfig:
     """The workers' event loop: ``uvloop`` or ``asyncio`` (``--loop``; auto resolved)."""
     sse: bool = False
     """Subscribers are Server-Sent Events streams (the ``sse`` scenario; ``idle --sse``)."""
+    latency_at: str = "read"
+    """Where a delivery is timed: ``socket`` (the kernel's arrival stamp on the
+    subscriber's socket) or ``read`` (when the client's loop read it); ``--latency-at``,
+    auto resolved."""
 
     @property
     def http_url(self) -> str:
@@ -110,6 +116,26 @@ class BenchConfig:
         config["token"] = bool(self.token)
         config["ws_url"] = self.ws_url
         return config
+
+
+def _latency_at(choice: str, ws_client: str, sse: bool, protocol: str, url: str) -> str:
+    """``--latency-at`` as what will run: ``socket`` needs the lean WebSocket client
+    over plain TCP on Linux (bench/stamped.py); anything else is timed at ``read``."""
+    can = (
+        ws_client == "raw"
+        and not sse
+        and protocol != "socketio"
+        and urlsplit(url).scheme == "http"
+        and stamped_supported()
+    )
+    if choice == "auto":
+        return "socket" if can else "read"
+    if choice == "socket" and not can:
+        raise argparse.ArgumentTypeError(
+            "--latency-at socket needs --ws-client raw, WebSocket subscribers, an http:// "
+            "URL and Linux"
+        )
+    return choice
 
 
 def _loop(choice: str) -> str:
@@ -225,6 +251,15 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
         help="WebSocket client: bench's own lean one (default) or the websockets library",
     )
     add(
+        "--latency-at",
+        choices=("auto", "socket", "read"),
+        default="auto",
+        help="when a delivery counts as received: when the server's write reached the "
+        "subscriber's socket (socket: the kernel's receive stamp, so the client's own queue "
+        "is not counted), or when the client read it (read); auto is socket where it can "
+        "be (the lean client over ws:// on Linux), read otherwise",
+    )
+    add(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -307,6 +342,10 @@ def parse_config(
     sse = scenario == "sse" or getattr(args, "sse", False)
     if sse and args.protocol not in SUPPORTED["sse"]:
         parser.error(f"--sse: streams are roomcast or broadcast, not {args.protocol}")
+    try:
+        latency_at = _latency_at(args.latency_at, args.ws_client, sse, args.protocol, url)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     return BenchConfig(
         scenario=scenario,
         protocol=args.protocol,
@@ -330,4 +369,5 @@ def parse_config(
         ws_client=args.ws_client,
         loop=_loop(args.loop),
         sse=sse,
+        latency_at=latency_at,
     )

@@ -74,6 +74,13 @@ class ProgressView:
             self.live = None
 
 
+_LATENCY_AT = {
+    "socket": "arrival on the socket",
+    "read": "the client's read",
+}
+"""What ``latency_at`` means, for the table (``--latency-at``)."""
+
+
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -110,6 +117,7 @@ def print_report(console: Console, report: dict[str, Any], close_names: dict[str
                 "messages published / acked",
                 f"{report['messages_published']:,} / {report['messages_acked']:,}",
             ),
+            ("latency timed at", _LATENCY_AT.get(cfg.get("latency_at", ""), "the client's read")),
             (
                 "latency ms p50 / p90 / p99",
                 f"{_fmt(lat['p50'])} / {_fmt(lat['p90'])} / {_fmt(lat['p99'])}",

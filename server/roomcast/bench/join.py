@@ -45,7 +45,7 @@ async def open_ws(cfg: BenchConfig, timeout: float) -> Channel:
     """A WebSocket to ``{url}/ws`` with the client ``--ws-client`` chose."""
     if cfg.ws_client == "websockets":
         return await WsChannel.open(cfg.ws_url, timeout)
-    return await RawWsChannel.open(cfg.ws_url, timeout)
+    return await RawWsChannel.open(cfg.ws_url, timeout, stamped=cfg.latency_at == "socket")
 
 
 async def _roomcast_ws(cfg: BenchConfig, timeout: float, always_connect: bool = False) -> Channel:

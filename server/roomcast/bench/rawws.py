@@ -25,12 +25,14 @@ import collections
 import contextlib
 import hashlib
 import os
+import socket
 import ssl
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
 from .channel import ChannelClosed, ChannelError
+from .stamped import StampedTransport
 
 __all__ = ["RawWsChannel", "encode_frame"]
 
@@ -227,6 +229,31 @@ class _Protocol(asyncio.Protocol):
         self._wake()
 
 
+async def _connect_stamped(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, protocol: _Protocol
+) -> None:
+    """Connect a plain socket as ``loop.create_connection`` would (every address in
+    turn, ``TCP_NODELAY``) and start a :class:`StampedTransport` on it."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    failure: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        StampedTransport(loop, sock, protocol).start()
+        return
+    raise failure
+
+
 class RawWsChannel:
     """A WebSocket connection on :class:`_Protocol`; see the module docstring."""
 
@@ -236,7 +263,9 @@ class RawWsChannel:
         self.protocol = protocol
 
     @classmethod
-    async def open(cls, url: str, timeout: float) -> RawWsChannel:
+    async def open(cls, url: str, timeout: float, stamped: bool = False) -> RawWsChannel:
+        """Connect and upgrade. ``stamped``: read through a :class:`~.stamped.StampedTransport`
+        (``ws://`` only), so :meth:`arrival_clock` gives each read's arrival time."""
         parts = urlsplit(url)
         secure = parts.scheme == "wss"
         host = parts.hostname or "127.0.0.1"
@@ -253,15 +282,27 @@ class RawWsChannel:
         protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Protocol(request, key), host, port, ssl=context
-                )
+                if stamped and not secure:
+                    protocol = _Protocol(request, key)
+                    await _connect_stamped(loop, host, port, protocol)
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Protocol(request, key), host, port, ssl=context
+                    )
                 await protocol.open
         except (OSError, TimeoutError) as exc:
             if protocol is not None and protocol.transport is not None:
                 protocol.transport.abort()
             raise ChannelError(f"connect {url}: {exc!r}", f"connect:{type(exc).__name__}") from exc
         return cls(protocol)
+
+    def arrival_clock(self) -> Callable[[], float] | None:
+        """When the frame being handled reached the socket, for a stamped channel
+        (the time of the read that brought it); None for one read by the loop."""
+        transport = self.protocol.transport
+        if not isinstance(transport, StampedTransport):
+            return None
+        return lambda: transport.arrival
 
     async def recv(self) -> bytes:
         p = self.protocol

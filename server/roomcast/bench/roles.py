@@ -140,7 +140,8 @@ def frame_handler(sub: Subscriber, tally: Tally) -> Callable[[bytes], None]:
     publisher = sub.publisher
     echo = publisher is not None and publisher.ack == "echo"
     latency = tally.latency
-    clock = time.time
+    arrival_clock = getattr(sub.channel, "arrival_clock", None)
+    clock = (arrival_clock() if arrival_clock is not None else None) or time.time
 
     def handle(frame: bytes) -> None:
         message = parse_message(frame)
