@@ -292,14 +292,14 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
         "",
         f"{n} subscribers in one room, one publisher, ~{opts['payload_bytes']}-byte JSON data, "
         f"{opts['duration']} s measured after 1 s of warm-up. p50/p99: publish-to-receive "
-        f"latency, {latency_timing(results)}. **server CPU µs/delivery**: the server's CPU seconds over the measured window "
-        "(its whole process tree) divided by the deliveries received in it; it is the figure "
-        "the targets are about, and it holds even where the client limits the rate. **client "
-        "CPU**: the load client's share of its one core; `saturated k/n` when it was at 0.9 "
-        "or more in k of the n runs, and then the deliveries/s figure is marked `≥`: a lower "
-        "bound (the client, not the server, set the pace). The frame-once "
-        "`transport.write` loop (benchmarks/peers/frame_once.py) is the limit row: what "
-        "Python can do at all for one event to N WebSockets here.",
+        f"latency, {latency_timing(results)}. **server CPU µs/delivery**: the server's CPU "
+        "seconds over the measured window (its whole process tree) divided by the "
+        "deliveries received in it; it is the figure the targets are about, and it holds "
+        "even where the client limits the rate. **client CPU**: the load client's share of its "
+        "one core; `saturated k/n` when it was at 0.9 or more in k of the n runs, and then the "
+        "deliveries/s figure is marked `≥`: a lower bound (the client, not the server, set the "
+        "pace). The frame-once `transport.write` loop (benchmarks/peers/frame_once.py) is the "
+        "limit row: what Python can do at all for one event to N WebSockets here.",
         "",
         "## Window 16: the peak (16 publishes in flight)",
         "",

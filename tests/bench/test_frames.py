@@ -24,6 +24,20 @@ def test_a_roomcast_message_event_gives_its_offset_and_send_time() -> None:
     assert parse_message(frame) == (42, 1795324714.25)
 
 
+def test_the_servers_own_event_frames_take_the_one_regex_path() -> None:
+    from roomcast.bench.frames import _EVENT
+    from roomcast.protocol.events import encode_event_frame
+
+    data = b'{"bench_t":1795324714.250001,"seq":9,"pad":"xxxx"}'
+    for room in ("bench", "a.b:c-d_9", "r" * 100):
+        frame = encode_event_frame(room, "jNeHO3FD", 123_456, data, "u-1", 2.5).encode()
+        assert _EVENT(frame) is not None, frame  # the fast path: roomcast's own layout
+        assert parse_message(frame) == (123_456, 1795324714.250001)
+    relayed = message_frame(8, "bench", 3.25, "").encode()  # what broadcast peers echo
+    assert _EVENT(relayed) is not None
+    assert parse_message(relayed) == (8, 3.25)
+
+
 def test_key_order_does_not_matter() -> None:
     frame = json.dumps(
         {"data": {"pad": "", "bench_t": 2.5}, "offset": 7, "type": "message"},

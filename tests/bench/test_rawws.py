@@ -138,3 +138,33 @@ async def test_a_failing_handler_ends_deliver_to_with_its_error() -> None:
     protocol.data_received(server_frame(OP_TEXT, b"boom"))
     with pytest.raises(ValueError, match="boom"):
         await asyncio.wait_for(task, 1)
+
+
+async def test_one_whole_frame_per_read_arrives_intact_at_every_length_and_masking_is_refused() -> (
+    None
+):
+    from roomcast.bench.channel import ChannelClosed
+    from roomcast.bench.rawws import RawWsChannel
+
+    protocol, transport = await opened()
+    got: list[bytes] = []
+    task = asyncio.ensure_future(RawWsChannel(protocol).deliver_to(got.append))
+    await asyncio.sleep(0)
+    sizes = (0, 3, 125, 126, 200, 65_535, 65_536, 70_000)
+    payloads = [bytes((i * 7 + size) % 256 for i in range(size)) for size in sizes]
+    for payload in payloads:  # each read is exactly one frame: 7-bit, 16-bit, 64-bit lengths
+        protocol.data_received(server_frame(OP_TEXT, payload))
+    first, rest = server_frame(OP_TEXT, b"frag", fin=False), server_frame(0, b"ment")
+    protocol.data_received(first)
+    protocol.data_received(rest)
+    assert got == [*payloads, b"fragment"]
+    assert not protocol.buffer
+    # a masked frame from the server, whole in one read, is still a protocol error
+    key = b"\x01\x02\x03\x04"
+    masked = bytes((0x81, 0x80 | 5)) + key + bytes(b ^ key[i % 4] for i, b in enumerate(b"hello"))
+    protocol.data_received(masked)
+    assert got[-1] == b"fragment"
+    assert transport.closing
+    with pytest.raises(ChannelClosed) as closed:
+        await asyncio.wait_for(task, 1)
+    assert closed.value.code == "1002"

@@ -15,6 +15,7 @@ roomcast sends and the ones the bench builds.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, NamedTuple
 
@@ -37,6 +38,11 @@ _MESSAGE_PREFIX = b'{"type":"message"'
 _MESSAGE_TYPE = b'"type":"message"'
 _OFFSET = b'"offset":'
 _SENT = b'"bench_t":'
+_EVENT = re.compile(
+    rb'\{"type":"message","room":"[^"]*","epoch":"[^"]*","offset":(\d+),"data":\{"bench_t":([0-9.]+),'
+).match
+"""A message event as roomcast (and :func:`message_frame`) lays it out, offset then
+the bench's data; anything else goes the slower, order-free way."""
 _REPLY_PREFIX = b'{"id":'
 SYNC_TYPE = b'"type":"sync"'
 RESET_TYPE = b'"type":"reset"'
@@ -108,6 +114,9 @@ def parse_message(frame: bytes) -> tuple[int, float] | None:
 
     The send time is 0.0 when the data carries none (not published by the bench).
     """
+    match = _EVENT(frame)
+    if match is not None:  # the usual layout: one regex call instead of six finds
+        return int(match[1]), float(match[2])
     if not frame.startswith(_MESSAGE_PREFIX) and frame.find(_MESSAGE_TYPE) < 0:
         return None
     at = frame.find(_OFFSET)

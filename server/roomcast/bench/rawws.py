@@ -90,6 +90,24 @@ class _Protocol(asyncio.Protocol):
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
+        on_frame = self.on_frame
+        if on_frame is not None and not self.buffer and len(data) > 4 and data[0] == 0x81:
+            # The usual read at a steady rate: exactly one whole, unmasked text frame.
+            b1 = data[1]
+            if b1 < 126:
+                head, length = 2, b1
+            elif b1 == 126:
+                head, length = 4, data[2] << 8 | data[3]
+            else:  # a 64-bit length, or a masked frame (an error): the long way
+                head, length = 0, -1
+            if len(data) == head + length:
+                try:
+                    on_frame(bytes(data[head:]))
+                except Exception as exc:  # as in _message
+                    self.on_frame = None
+                    self.failure = exc
+                    self._wake()
+                return
         self.buffer += data
         if not self.open.done():
             end = self.buffer.find(b"\r\n\r\n")
@@ -97,9 +115,9 @@ class _Protocol(asyncio.Protocol):
                 if len(self.buffer) > _MAX_HEAD:
                     self._fail_open("response head too long")
                 return
-            head = bytes(self.buffer[:end]).decode("latin-1")
+            response = bytes(self.buffer[:end]).decode("latin-1")
             del self.buffer[: end + 4]
-            problem = self._check_head(head)
+            problem = self._check_head(response)
             if problem:
                 self._fail_open(problem)
                 return
