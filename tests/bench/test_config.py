@@ -59,6 +59,9 @@ def test_latency_is_timed_at_the_socket_where_the_client_can_stamp_reads() -> No
     assert parse_config(["sse"]).latency_at == "read"
     assert parse_config(["fanout", "--protocol", "socketio"]).latency_at == "read"
     assert parse_config(["fanout", "--url", "https://example.org"]).latency_at == "read"
+    # scenarios that time no delivery keep the loop's own transport
+    assert parse_config(["idle"]).latency_at == "read"
+    assert parse_config(["connect"]).latency_at == "read"
 
 
 @pytest.mark.parametrize(

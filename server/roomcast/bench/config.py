@@ -118,9 +118,13 @@ class BenchConfig:
         return config
 
 
-def _latency_at(choice: str, ws_client: str, sse: bool, protocol: str, url: str) -> str:
+def _latency_at(
+    choice: str, scenario: str, ws_client: str, sse: bool, protocol: str, url: str
+) -> str:
     """``--latency-at`` as what will run: ``socket`` needs the lean WebSocket client
-    over plain TCP on Linux (bench/stamped.py); anything else is timed at ``read``."""
+    over plain TCP on Linux (bench/stamped.py); anything else is timed at ``read``.
+    ``auto`` stamps only scenarios that time deliveries (``idle`` and ``connect`` keep
+    uvloop's own transport)."""
     can = (
         ws_client == "raw"
         and not sse
@@ -129,7 +133,7 @@ def _latency_at(choice: str, ws_client: str, sse: bool, protocol: str, url: str)
         and stamped_supported()
     )
     if choice == "auto":
-        return "socket" if can else "read"
+        return "socket" if can and scenario in ("fanout", "rooms") else "read"
     if choice == "socket" and not can:
         raise argparse.ArgumentTypeError(
             "--latency-at socket needs --ws-client raw, WebSocket subscribers, an http:// "
@@ -257,7 +261,7 @@ def _common(parser: argparse.ArgumentParser, scenario: str) -> None:
         help="when a delivery counts as received: when the server's write reached the "
         "subscriber's socket (socket: the kernel's receive stamp, so the client's own queue "
         "is not counted), or when the client read it (read); auto is socket where it can "
-        "be (the lean client over ws:// on Linux), read otherwise",
+        "be (fanout and rooms, the lean client over ws:// on Linux), read otherwise",
     )
     add(
         "--loop",
@@ -343,7 +347,7 @@ def parse_config(
     if sse and args.protocol not in SUPPORTED["sse"]:
         parser.error(f"--sse: streams are roomcast or broadcast, not {args.protocol}")
     try:
-        latency_at = _latency_at(args.latency_at, args.ws_client, sse, args.protocol, url)
+        latency_at = _latency_at(args.latency_at, scenario, args.ws_client, sse, args.protocol, url)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     return BenchConfig(

@@ -15,6 +15,9 @@ so the bench can time a frame from the moment the server's write put it on the
 client's socket, whatever the client was doing then. Several frames read at once share
 the stamp of the last one: a frame can only look later than it arrived, never earlier.
 
+``data_received`` gets a view of a read buffer shared by the process's transports: it is
+valid only during the call (the bench's protocol copies what it keeps).
+
 It is the part of ``asyncio.Transport`` the bench's WebSocket protocol
 (:class:`~.rawws._Protocol`) uses, on a non-blocking socket watched with
 ``loop.add_reader``/``add_writer`` (asyncio's loop and uvloop alike). Plain TCP only;
@@ -38,6 +41,20 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
+_shared: memoryview | None = None
+
+
+def _buffer() -> memoryview:
+    """The process's one read buffer, shared by every stamped transport: a read and the
+    protocol's ``data_received`` run in one go on the loop's thread, and the protocol
+    copies what it keeps (a 256 KiB buffer per connection would be 5 GB at 20,000).
+    One event loop per process reads through it (the bench's workers)."""
+    global _shared
+    if _shared is None:
+        _shared = memoryview(bytearray(READ_SIZE))
+    return _shared
+
+
 def supported() -> bool:
     """Whether this platform stamps TCP reads (Linux) and Python can read the stamps."""
     return sys.platform.startswith("linux") and _ANCILLARY > 0
@@ -56,7 +73,7 @@ class StampedTransport(asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
-        self._view = memoryview(bytearray(READ_SIZE))
+        self._view = _buffer()
         self._pending = bytearray()
         self._reading = False
         self._closing = False
