@@ -274,7 +274,7 @@ async def test_3003_gets_a_new_token_from_the_provider_and_resumes(
     issued: list[str] = []
 
     async def provider() -> str:
-        issued.append(token("zoe", ttl=2 if not issued else 600))
+        issued.append(token("zoe", ttl=4 if not issued else 600))  # outlives a slow connect
         return issued[-1]
 
     states: list[StateChange] = []
@@ -295,7 +295,7 @@ async def test_3003_gets_a_new_token_from_the_provider_and_resumes(
 
 async def test_3003_with_a_fixed_token_stops(server_factory: ServerFactory) -> None:
     server = server_factory(**JWT)
-    async with connect(server.ws, token=token("vic", ttl=2), options=FAST) as rc:
+    async with connect(server.ws, token=token("vic", ttl=4), options=FAST) as rc:
         sub = await rc.subscribe("chat:fixed")
         with pytest.raises(ConnectionFailed) as failed:
             await events_until(sub, lambda e: False)

@@ -91,7 +91,7 @@ async def test_after_3003_the_stream_resumes_with_a_token_from_the_provider(
     issued: list[str] = []
 
     async def provider() -> str:
-        issued.append(token("ida", ttl=3 if not issued else 600))
+        issued.append(token("ida", ttl=5 if not issued else 600))  # outlives a slow connect
         return issued[-1]
 
     states: list[StateChange] = []
