@@ -173,6 +173,8 @@ class Watcher:
     signalled: list[float] = field(default_factory=list)  # when each of signals came
     closes: list[int | None] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    stopped: bool = False
+    """Set by the drill's close: :meth:`keep_subscribed` ends even if a cancel is lost."""
     subscribed: bool = False
     position: tuple[str, int] | None = None
     client: DrillClient | None = None
@@ -217,7 +219,7 @@ class Watcher:
 
     async def keep_subscribed(self) -> None:
         """Reconnect and resume whenever the server closes the connection."""
-        while True:
+        while not self.stopped:
             assert self.client is not None
             await self.client.reader
             self.closes.append(self.client.close_code)

@@ -52,6 +52,10 @@ SETTINGS: dict[str, object] = {
 # -- the drill ------------------------------------------------------------------------
 
 
+CLOSE_WAIT = 10.0
+"""Seconds :meth:`Drill.close` waits for the drill's tasks to end once cancelled."""
+
+
 class Drill:
     """Two servers, publishers and watchers on rooms of every shard, a monitor of
     /readyz and of the cluster's state; phases named by :meth:`mark`.
@@ -75,6 +79,7 @@ class Drill:
         self.states: list[tuple[float, bool]] = []  # t, every live node says ok
         self.down: set[int] = set()  # ports of nodes the drill killed
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     @classmethod
     async def start(
@@ -177,7 +182,7 @@ class Drill:
 
     async def _monitor(self) -> None:
         async with httpx.AsyncClient(timeout=2) as http:
-            while True:
+            while not self._closing:
                 for name, server in self.servers.items():
                     try:
                         response = await http.get(f"{server.http}/readyz")
@@ -190,7 +195,7 @@ class Drill:
     async def _watch_cluster_state(self) -> None:
         """What the live masters say of the cluster, every 0.1 s, on its own task (a
         slow /readyz must not leave gaps here)."""
-        while True:
+        while not self._closing:
             self.states.append((time.monotonic(), await cluster_ok(self.live_nodes())))
             await asyncio.sleep(0.1)
 
@@ -215,15 +220,29 @@ class Drill:
         return missing
 
     async def close(self) -> None:
+        """Stop every task the drill started and wait for them, ``CLOSE_WAIT`` seconds
+        at most. A task still running then would hang the test's event loop at its
+        teardown (its cancel was lost): the drill fails naming it, with its stack."""
+        self._closing = True
+        tasks = list(self._tasks)
         for task in self._tasks:
             task.cancel()
         for publisher in self.publishers:
             publisher.stopping = True
             if publisher.task is not None:
                 publisher.task.cancel()
+                tasks.append(publisher.task)
         for watcher in self.watchers:
+            watcher.stopped = True
             if watcher.client is not None:
                 await watcher.client.close()
+        _, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT) if tasks else (set(), set())
+        if pending:
+            stacks = "\n".join(f"{task!r}: {task.get_stack(limit=8)!r}" for task in pending)
+            raise AssertionError(
+                f"{len(pending)} drill task(s) still running {CLOSE_WAIT} s after their "
+                f"cancel:\n{stacks}"
+            )
 
     # -- checks ----------------------------------------------------------------------
 
