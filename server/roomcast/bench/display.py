@@ -117,7 +117,7 @@ def print_report(console: Console, report: dict[str, Any], close_names: dict[str
                 "messages published / acked",
                 f"{report['messages_published']:,} / {report['messages_acked']:,}",
             ),
-            ("latency timed at", _LATENCY_AT.get(cfg.get("latency_at", ""), "the client's read")),
+            ("latency timed at", _LATENCY_AT[cfg.get("latency_at", "read")]),
             (
                 "latency ms p50 / p90 / p99",
                 f"{_fmt(lat['p50'])} / {_fmt(lat['p90'])} / {_fmt(lat['p99'])}",

@@ -90,8 +90,7 @@ class _Protocol(asyncio.Protocol):
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        on_frame = self.on_frame
-        if on_frame is not None and not self.buffer and len(data) > 4 and data[0] == 0x81:
+        if self.on_frame is not None and not self.buffer and len(data) > 4 and data[0] == 0x81:
             # The usual read at a steady rate: exactly one whole, unmasked text frame.
             b1 = data[1]
             if b1 < 126:
@@ -101,12 +100,7 @@ class _Protocol(asyncio.Protocol):
             else:  # a 64-bit length, or a masked frame (an error): the long way
                 head, length = 0, -1
             if len(data) == head + length:
-                try:
-                    on_frame(bytes(data[head:]))
-                except Exception as exc:  # as in _message
-                    self.on_frame = None
-                    self.failure = exc
-                    self._wake()
+                self._message(bytes(data[head:]))
                 return
         self.buffer += data
         if not self.open.done():
