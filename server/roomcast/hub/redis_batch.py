@@ -235,7 +235,7 @@ class PublishBatcher(PublishQueuesBase):
                     redirected.append((item, exc))
                     continue
                 except NoScriptError as exc:  # SCRIPT FLUSH: load again on a new connection
-                    conn.mark_for_reconnect()  # type: ignore[no-untyped-call]
+                    conn.mark_for_reconnect()  # type: ignore[no-untyped-call,unused-ignore]
                     reply = exc
                 except ResponseError as exc:
                     reply = exc
@@ -249,7 +249,7 @@ class PublishBatcher(PublishQueuesBase):
 
     async def _connection(self, shard: _Shard) -> AbstractConnection:
         """A connected connection to the node, made again if Redis closed it."""
-        conn = await shard.pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = await shard.pool.get_connection()  # type: ignore[no-untyped-call,unused-ignore]
         assert isinstance(conn, AbstractConnection)
         return conn
 

@@ -204,7 +204,7 @@ class RedisClientBase(Broker):
         if connection_class is not None and issubclass(connection_class, SSLConnection):
             options["ssl"] = True  # SentinelConnectionPool's TLS switch
         options = {**kwargs, **options}
-        pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+        pool = SentinelConnectionPool(  # type: ignore[no-untyped-call,unused-ignore]
             self.sentinel_service, self._sentinel, **options
         )
         self._sentinel_pools.append(pool)
@@ -214,12 +214,12 @@ class RedisClientBase(Broker):
         if host is None and self._sentinel is not None:
             if self._link_pool is None:
                 self._link_pool = self._master_pool(**self._connection_kwargs())
-            conn = self._link_pool.make_connection()  # type: ignore[no-untyped-call]
+            conn = self._link_pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
             assert isinstance(conn, Connection)
             return conn
         if host is None:
             pool = aioredis.ConnectionPool.from_url(self.url, **self._connection_kwargs())
-            conn = pool.make_connection()  # type: ignore[no-untyped-call]
+            conn = pool.make_connection()  # type: ignore[no-untyped-call,unused-ignore]
             assert isinstance(conn, Connection)
             return conn
         return Connection(host=host, port=port or 6379, **self._connection_kwargs())
@@ -238,7 +238,7 @@ class RedisClientBase(Broker):
             self._client = cluster
         elif self.sentinels:
             sentinel_kwargs = {**kwargs, "password": self._sentinel_password}
-            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
                 self.sentinels, sentinel_kwargs=sentinel_kwargs
             )
             self._client = aioredis.Redis.from_pool(self._master_pool(**kwargs))

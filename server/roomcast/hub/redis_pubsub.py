@@ -214,7 +214,7 @@ class PubSubLink(SubscriptionsBase):
 
     async def _open(self) -> None:
         conn = self._connect()
-        await conn.connect()  # type: ignore[no-untyped-call]
+        await conn.connect()  # type: ignore[no-untyped-call,unused-ignore]
         self._conn = conn
         self.serial += 1
         self._ready = True

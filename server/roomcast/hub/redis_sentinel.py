@@ -161,7 +161,7 @@ class RedisSentinelBase(RedisSlotsBase):
     async def _repoint(self, pool: SentinelConnectionPool) -> None:
         """Drop ``pool``'s idle connections now and its busy ones when released:
         the next connection asks the sentinels again."""
-        await pool.update_active_connections_for_reconnect()  # type: ignore[no-untyped-call]
+        await pool.update_active_connections_for_reconnect()  # type: ignore[no-untyped-call,unused-ignore]
         await pool.disconnect(inuse_connections=False)
 
     def _master_switched(self) -> None:
