@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 import roomcast
 from roomcast import Roomcast, Settings, SettingsError, StartupError
-from roomcast.startup import one_line
+from roomcast.startup import one_line, redis_address
 
 REFUSED_REDIS = "redis://:s3cretpass@127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -36,8 +36,7 @@ async def test_a_lifespan_whose_redis_refuses_raises_startup_error_naming_the_se
         await start(rc)
     error = caught.value
     assert error.setting == "ROOMCAST_REDIS_URL"
-    assert str(error).startswith("ROOMCAST_REDIS_URL: Redis cannot be reached: ")
-    assert "127.0.0.1:1" in str(error)
+    assert str(error).startswith("ROOMCAST_REDIS_URL: Redis at 127.0.0.1:1 cannot be reached: ")
     assert "s3cretpass" not in str(error)
     assert "\n" not in str(error)
     assert isinstance(error, roomcast.RoomcastError)
@@ -108,3 +107,21 @@ def test_the_reason_is_the_innermost_cause_on_one_line_without_the_password() ->
     except RuntimeError as error:
         text = one_line(error, "postgresql://app:p%40ss@db/x")
     assert text == "connect to app:***@db failed (*** rejected) (OSError)"
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://:s3cretpass@127.0.0.1:1/0", "127.0.0.1:1"),
+        ("redis://cache", "cache:6379"),
+        ("rediss://user:pw@redis.example.com:6380/2", "redis.example.com:6380"),
+        ("redis://[::1]:7000", "[::1]:7000"),
+        ("unix:///run/redis.sock?db=1", "/run/redis.sock"),
+        ("redis://127.0.0.1:99999", None),
+        ("redis://", None),
+    ],
+)
+def test_a_redis_error_names_the_address_the_url_points_at_never_its_password(
+    url: str, address: str | None
+) -> None:
+    assert redis_address(url) == address

@@ -142,8 +142,26 @@ async def check_broker(settings: Settings, broker: Broker) -> None:
     """StartupError naming the broker's setting unless it can be reached now
     (:meth:`~roomcast.hub.broker.Broker.check`: within ``redis_timeout``)."""
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    with needs(broker_setting(settings), "Redis", secret=url, hint=STARTUP_CHECK_HINT):
+    what = f"Redis at {address}" if url and (address := redis_address(url)) else "Redis"
+    with needs(broker_setting(settings), what, secret=url, hint=STARTUP_CHECK_HINT):
         await broker.check()
+
+
+def redis_address(url: str) -> str | None:
+    """Where a Redis URL points, ``host:port`` (6379 unless it says) or a unix socket's
+    path, never its password: the error names it whatever the driver's own message says
+    (redis-py 8.2 stopped naming the address in a refused connection's)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError:
+        return None
+    if parts.scheme == "unix":
+        return parts.path or None
+    host = parts.hostname
+    if not host:
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def preflight(settings: Settings) -> None:

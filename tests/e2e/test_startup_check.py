@@ -66,11 +66,11 @@ def assert_refused(result: tuple[int, list[str], float], setting: str, *words: s
         ({"redis_url": "redis://127.0.0.1:99999"}, "ROOMCAST_REDIS_URL", ["port"]),
         ({"redis_url": "redis://127.0.0.1:6379/0?db=x"}, "ROOMCAST_REDIS_URL", ["'db'"]),
         ({"redis_url": f"redis://{UNRESOLVABLE}:6379"}, "ROOMCAST_REDIS_URL",
-         ["Redis cannot be reached", UNRESOLVABLE, "ROOMCAST_STARTUP_CHECK=false"]),
+         [f"Redis at {UNRESOLVABLE}:6379 cannot be reached", "ROOMCAST_STARTUP_CHECK=false"]),
         ({"redis_url": f"redis://127.0.0.1:{REFUSED}"}, "ROOMCAST_REDIS_URL",
-         ["Redis cannot be reached", "Error 111"]),
+         [f"Redis at 127.0.0.1:{REFUSED} cannot be reached", "111"]),
         ({"redis_url": f"redis://127.0.0.1:{REFUSED}", "redis_cluster": "true"},
-         "ROOMCAST_REDIS_URL", ["Redis cannot be reached", "Error 111"]),
+         "ROOMCAST_REDIS_URL", [f"Redis at 127.0.0.1:{REFUSED} cannot be reached", "111"]),
         ({"redis_sentinels": f"127.0.0.1:{REFUSED},{UNRESOLVABLE}:26379"},
          "ROOMCAST_REDIS_SENTINELS", ["no sentinel answered", f"127.0.0.1:{REFUSED}"]),
         ({"database_url": "sqlite+aiosqlite:////nonexistent-dir/x.db"}, "ROOMCAST_DATABASE_URL",
@@ -124,7 +124,11 @@ def test_a_fresh_process_prints_only_that_line_on_stderr_within_5_s(
 
 def test_several_workers_are_checked_once_before_any_is_spawned(tmp_path: Path) -> None:
     code, lines, seconds = serve(tmp_path, workers=2, redis_url=f"redis://127.0.0.1:{REFUSED}")
-    assert_refused((code, lines, seconds), "ROOMCAST_REDIS_URL", "Redis cannot be reached")
+    assert_refused(
+        (code, lines, seconds),
+        "ROOMCAST_REDIS_URL",
+        f"Redis at 127.0.0.1:{REFUSED} cannot be reached",
+    )
     assert not any("Started parent process" in line for line in lines)
 
 
