@@ -78,6 +78,9 @@ def test_fanout_delivers_every_message_to_every_subscriber(
     assert report["scenario"] == "fanout"
     assert report["connections"] == 20
     assert report["targets"]["fanout"] == report["messages_acked"]
+    start, stop = report["window"]  # wall clock, the span duration_s measures
+    assert stop - start == pytest.approx(report["duration_s"], abs=0.01)
+    assert start < time.time()
     # every subscriber got every acknowledged message
     assert report["deliveries_total"] >= 20 * report["messages_acked"]
     assert report["server"]["cpu"] is not None

@@ -158,6 +158,7 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
         "publishes": cfg.publishes,
         "connections": connections,
         "duration_s": round(measured, 3),
+        "window": list(outcome.window) if outcome.window else None,
         "deliveries": deliveries,
         "deliveries_total": sum(r["deliveries"] for r in results),
         "deliveries_per_s": round(deliveries / measured, 1) if measured and cfg.publishes else None,
