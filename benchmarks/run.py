@@ -54,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import CASES, LIMIT, ROOT, SIDE_VENV, Case, environment_for
+from compiled_reader import PROTOCOLS, build, reader_command, run_trial
 from results import cpu_us_per_delivery, render
 from roomcast.bench.procfs import process_tree
 
@@ -238,6 +239,13 @@ class Context:
     redis_url: str
     tmp: Path
     pins: Pinning
+    reader: Path | None = None
+    """The compiled load client (compiled_reader.py), for the ``-reader`` scenarios."""
+
+
+READER = "-reader"
+"""The suffix of a scenario driven by the compiled load client (compiled_reader.py)
+instead of ``roomcast bench``."""
 
 
 @contextlib.contextmanager
@@ -288,7 +296,12 @@ def trial(case: Case, scenario: str, args: list[str], ctx: Context) -> dict[str,
     try:
         with started(case, ctx, logs) as (port, pid):
             server_cpus = affinity(pid)
-            report = bench(case, port, pid, args, out, ctx.pins)
+            if scenario.endswith(READER) and ctx.reader is not None:
+                command = reader_command(ctx.reader, f"ws://127.0.0.1:{port}/ws",
+                                         case.protocol, pid, args)  # fmt: skip
+                report = run_trial(command, ctx.pins.client)
+            else:
+                report = bench(case, port, pid, args, out, ctx.pins)
     except RuntimeError as exc:
         report = {"ok": False, "failure": str(exc)}
     if not report.get("ok") and logs and logs[0].exists():  # what the server said, kept
@@ -345,9 +358,9 @@ def run_rounds(
             results.setdefault(scenario, {}).setdefault(case.key, []).append(report)
 
 
-def peak(results: dict[str, dict[str, list[Any]]], key: str) -> float:
+def peak(results: dict[str, dict[str, list[Any]]], key: str, scenario: str = "w16") -> float:
     """The median window-16 deliveries/s of ``key`` (0: not measured)."""
-    return _median([t["deliveries_per_s"] for t in results.get("w16", {}).get(key, [])
+    return _median([t["deliveries_per_s"] for t in results.get(scenario, {}).get(key, [])
                     if t.get("deliveries_per_s")])  # fmt: skip
 
 
@@ -376,6 +389,10 @@ def main() -> int:
     keys = ", ".join(c.key for c in CASES)
     parser.add_argument("--only", help=f"comma-separated case keys: {keys}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--no-reader", action="store_true",
+        help="leave out the scenarios driven by the compiled load client (benchmarks/reader)",
+    )  # fmt: skip
     parser.add_argument("--skip-install", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
@@ -418,13 +435,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="roomcast-bench-") as tmp_name:
         tmp = Path(tmp_name)
         redis = redis_server(tmp, pins) if "redis" in have else contextlib.nullcontext("")
+        reader, rates["reader_why_not"] = (None, "--no-reader") if opts.no_reader else build(tmp)
+        if reader is None:
+            log(f"no compiled reader: {rates['reader_why_not']}")
         with redis as redis_url:
-            ctx = Context(redis_url, tmp, pins)
+            ctx = Context(redis_url, tmp, pins, reader)
             mark = time.monotonic()
             w16 = [*by_group["fanout"], *by_group["fanout2"], *by_group["sse"]]
             log(f"window 16 (peak): {len(w16)} cases")
-            run_rounds([("w16", c, [*common, "--window", "16"]) for c in w16], opts.rounds,
-                       ctx, results)  # fmt: skip
+            jobs16: list[Job] = [("w16", c, [*common, "--window", "16"]) for c in w16]
+            readable = [c for c in by_group["fanout"]
+                        if c.protocol in PROTOCOLS and c.workers == 1 and reader]  # fmt: skip
+            jobs16 += [("w16" + READER, c, [*common, "--window", "16"]) for c in readable]
+            run_rounds(jobs16, opts.rounds, ctx, results)
             phases["w16"] = time.monotonic() - mark
 
             mark = time.monotonic()
@@ -449,6 +472,14 @@ def main() -> int:
                 jobs.append(("half", roomcast, [*common, "--rate", f"{rates['half']:.2f}"]))
             jobs += [("light", c, [*common, "--rate", f"{opts.light_rate:g}"])
                      for c in by_group["fanout"] if c.key in LIGHT_CASES]  # fmt: skip
+            jobs += [("w1" + READER, c, [*common, "--window", "1"]) for c in readable]
+            own_read = peak(results, "roomcast", "w16" + READER)
+            if own_read and roomcast and reader:
+                rates["half_reader"] = round(own_read / 2 / opts.subscribers, 2)
+                jobs.append(("half" + READER, roomcast,
+                             [*common, "--rate", f"{rates['half_reader']:.2f}"]))  # fmt: skip
+                jobs += [("light" + READER, c, [*common, "--rate", f"{opts.light_rate:g}"])
+                         for c in readable if c.key in LIGHT_CASES]  # fmt: skip
             log(f"window 1 and fixed rates ({rates}): {len(jobs)} jobs")
             run_rounds(jobs, opts.rounds, ctx, results)
             phases["w1_and_rates"] = time.monotonic() - mark
