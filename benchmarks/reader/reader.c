@@ -254,7 +254,7 @@ static void on_publisher_text(const unsigned char *p, size_t n) {
         }
     } else if (relaying && n >= sizeof event - 1 && memcmp(p, event, sizeof event - 1) == 0) {
         long long offset = number_after(p, n, "\"offset\":");
-        if (offset > 0 && offset <= sent) acknowledged(offset);
+        if (offset > max_acked && offset <= sent) acknowledged(offset); /* once each */
     }
 }
 

@@ -132,6 +132,7 @@ def test_a_dropped_message_is_lost_and_a_repeated_one_out_of_order(
         url = f"ws://127.0.0.1:{relay.port}/ws"
         report = run(cr, cr.reader_command(exe, url, "broadcast", None, args))
     assert report["reader"]["acked"] >= 7
+    assert report["reader"]["acked"] == report["reader"]["published"]
     assert report["lost"] == 1
     assert report["out_of_order"] == 1
     assert not report["ok"]
