@@ -4,9 +4,10 @@ The document run.py writes (and ``render`` reads) holds ``results[scenario][case
 a list of ``roomcast bench --json`` reports, one per round. Scenarios: ``w16`` (window
 16, the peak), ``w1`` (window 1), ``fixed`` (the common fixed rate), ``half`` (roomcast
 at half of its own window-16 peak), ``light`` (a light fixed rate), ``idle``; and
-``w16-reader``, ``half-reader``, ``light-reader``: the same driven by the compiled load
-client (compiled_reader.py) instead of roomcast bench, ``half-reader`` at half of
-roomcast's ``w16-reader`` peak.
+``sse-fixed`` (roomcast's SSE and WebSocket paths, and sse-starlette, at one fixed rate);
+``w16-reader``, ``w1-reader``, ``half-reader``, ``light-reader``: the same driven by the
+compiled load client (compiled_reader.py) instead of roomcast bench, ``half-reader`` at
+half of roomcast's ``w16-reader`` peak.
 """
 
 from __future__ import annotations
@@ -346,6 +347,7 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
                INTEGRITY]),
         "",
     ]  # fmt: skip
+    out += sse_rate_section([*group["fanout"], *group["sse"]], results, rates)
     out += fixed_section(group["fanout"], fixed, rates, n)
     out += half_section(ran, results, rates, n)
     out += reader_section(group["fanout"], results, rates, n)
@@ -406,6 +408,28 @@ def fixed_section(
         *table(cases, fixed, [_kept_up(rate), RATE, _p("p50"), _p("p90"), _p("p99"),
                _versus(fixed, "websockets", "latency_ms.p99", "p99 "), SERVER_CPU, CPU_PER, CLIENT,
                INTEGRITY]),
+        "",
+    ]  # fmt: skip
+
+
+def sse_rate_section(cases: list[Case], results: Results, rates: dict[str, Any]) -> list[str]:
+    """roomcast's SSE and WebSocket paths (and sse-starlette) at one fixed rate that
+    neither Python client saturates: what each costs per delivery, unbatched, at the
+    same pace (window 1 runs each transport at its own client's pace)."""
+    trials = results.get("sse-fixed", {})
+    if not trials:
+        return []
+    ws = trials.get("roomcast", [])
+    return [
+        f"### SSE and WebSocket at one fixed rate: {rates.get('sse_fixed', 0):g} publishes/s",
+        "",
+        "The same rate for roomcast's two transports (and sse-starlette), low enough for the "
+        "one client core: nothing batches, and a server's CPU per delivery does not depend "
+        "on how fast its client reads. `CPU/delivery x roomcast WS`: over the WebSocket row.",
+        "",
+        *table(cases, trials, [_kept_up(float(rates.get("sse_fixed") or 0)), RATE, CPU_PER,
+               ("CPU/delivery x roomcast WS", lambda _, t: _ratio(_cpu_per(t), _cpu_per(ws))),
+               _p("p50"), _p("p99"), SERVER_CPU, CLIENT, INTEGRITY]),
         "",
     ]  # fmt: skip
 
@@ -609,6 +633,9 @@ def targets(results: Results, doc: dict[str, Any]) -> list[str]:
                    results.get("light-reader", {}).get("roomcast", [])),
         _at_most("SSE, window 1: server CPU/delivery ≤ 1.5x roomcast WebSocket's",
                  cpu(w1, "roomcast-sse"), cpu(w1, "roomcast"), 1.5, " µs"),
+        _at_most("SSE, both at one fixed rate: server CPU/delivery ≤ 1.5x WebSocket's",
+                 cpu(results.get("sse-fixed", {}), "roomcast-sse"),
+                 cpu(results.get("sse-fixed", {}), "roomcast"), 1.5, " µs"),
         _throughput("SSE at peak: deliveries ≥ 4x sse-starlette",
                     w16.get("roomcast-sse", []), w16.get("sse-starlette", []), 4.0),
         _idle("idle WebSocket: ≤ 12 KB RSS each at 19,500 held",

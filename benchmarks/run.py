@@ -22,7 +22,12 @@ What it does, in order:
 4. One publish at a time and fixed rates, interleaved the same way: window 1 for every
    WebSocket and SSE case; a common fixed rate for every WebSocket case, half of
    ``websockets.broadcast()``'s window-16 peak from step 3 (``--common-rate`` sets it);
-   roomcast at half of its own window-16 peak; roomcast and the limit at a light rate.
+   roomcast at half of its own window-16 peak; roomcast and the limit at a light rate;
+   roomcast's SSE and WebSocket paths and sse-starlette at one fixed rate (``--sse-rate``).
+   Where a C compiler is there, the same with the compiled load client (compiled_reader.py)
+   instead of ``roomcast bench``: window 16 (in step 3) and window 1 for every
+   single-process WebSocket case it speaks, roomcast at half of its own peak there, and
+   the light rate.
 5. Holds idle connections (WebSockets; SSE streams for roomcast) on fresh servers and
    reads their RSS (``--idle-rounds`` times, default once).
 6. Writes RESULTS.md (results.py renders it) and every trial's JSON.
@@ -386,6 +391,11 @@ def main() -> int:
         help="the fixed rate every WebSocket server gets, publishes/s (default: half of "
         "websockets.broadcast()'s window-16 peak in this run)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sse-rate", type=float, default=40.0,
+        help="publishes/s at which roomcast's SSE and WebSocket paths (and sse-starlette) "
+        "are compared (default 40: under what the one client core reads unbatched)",
+    )  # fmt: skip
     keys = ", ".join(c.key for c in CASES)
     parser.add_argument("--only", help=f"comma-separated case keys: {keys}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
@@ -472,6 +482,11 @@ def main() -> int:
                 jobs.append(("half", roomcast, [*common, "--rate", f"{rates['half']:.2f}"]))
             jobs += [("light", c, [*common, "--rate", f"{opts.light_rate:g}"])
                      for c in by_group["fanout"] if c.key in LIGHT_CASES]  # fmt: skip
+            roomcast_ws = [c for c in by_group["fanout"] if c.key == "roomcast"]
+            if by_group["sse"] and opts.sse_rate > 0:
+                rates["sse_fixed"] = opts.sse_rate
+                jobs += [("sse-fixed", c, [*common, "--rate", f"{opts.sse_rate:g}"])
+                         for c in [*roomcast_ws, *by_group["sse"]]]  # fmt: skip
             jobs += [("w1" + READER, c, [*common, "--window", "1"]) for c in readable]
             own_read = peak(results, "roomcast", "w16" + READER)
             if own_read and roomcast and reader:

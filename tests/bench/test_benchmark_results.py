@@ -83,7 +83,13 @@ def document() -> dict[str, Any]:
         },
         "idle_connections": 19_500,
         "left_out": {"node-ws": "node and npm are not on PATH"},
-        "rates": {"fixed": 42.0, "fixed_from": "websockets", "half": 130.0, "light": 30.0},
+        "rates": {
+            "fixed": 42.0,
+            "fixed_from": "websockets",
+            "half": 130.0,
+            "light": 30.0,
+            "sse_fixed": 40.0,
+        },
         "results": {
             "w16": {
                 "roomcast": [fanout(260_000, 0.5, 80, client=0.95)],
@@ -110,6 +116,11 @@ def document() -> dict[str, Any]:
             "light": {
                 "roomcast": [fanout(30_000, 0.3, 12)],
                 "frame-once": [fanout(30_000, 0.2, 10)],
+            },
+            "sse-fixed": {
+                "roomcast": [fanout(40_000, 0.12, 6)],
+                "roomcast-sse": [fanout(40_000, 0.16, 8, at="read")],
+                "sse-starlette": [fanout(40_000, 0.9, 30, at="read")],
             },
             "w16-reader": {
                 "roomcast": [fanout(2_600_000, 0.9, 12, client=0.99)],
@@ -156,6 +167,7 @@ def test_results_md_has_every_scenario_the_limit_row_pinning_and_the_targets(
         "### SSE: 1000 EventSource-style streams",
         "## Window 1: one publish at a time",
         "### SSE at window 1",
+        "### SSE and WebSocket at one fixed rate: 40 publishes/s",
         "## A common fixed rate: 42 publishes/s",
         "## Latency at half of roomcast's own peak, and at a light rate",
         "## Driven by the compiled load client: the server without Python's client limit",
@@ -212,6 +224,10 @@ def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, Mo
     # 0.40 / 20,000 = 20 us: 1.54x roomcast WebSocket's 13 us
     assert rows["SSE, window 1: server CPU/delivery ≤ 1.5x roomcast WebSocket's"][1] == "no |"
     assert rows["SSE at peak: deliveries ≥ 4x sse-starlette"] == ["4.67x", "yes |"]
+    # at one rate: 0.16 / 40,000 = 4 us against 0.12 / 40,000 = 3 us
+    assert rows["SSE, both at one fixed rate: server CPU/delivery ≤ 1.5x WebSocket's"] == [
+        "1.33x (4.0 µs vs 3.0 µs)", "yes |"
+    ]  # fmt: skip
     assert rows["idle WebSocket: ≤ 12 KB RSS each at 19,500 held"][1] == "yes |"
     assert rows["idle SSE stream: ≤ 16 KB RSS each at 19,500 held"] == [
         "15.0 KB each at 500 held (fewer than 19,500)", "- |"
