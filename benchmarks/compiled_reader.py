@@ -4,9 +4,9 @@ On this 2-core machine the load client has one core, and ``roomcast bench`` (Pyt
 spends about 16 µs of it per frame it reads one at a time, and more per publish: at
 window 16, and at half of roomcast's peak, its core is saturated, so the deliveries/s
 it reports are a lower bound and its p99 holds its own queue. The reader does the same
-work in C: the subscribers (epoll, one ``recvmsg`` per readable socket, the kernel's
-receive stamp) and the publisher (a fixed rate, or a window of unacknowledged
-publishes), with roomcast bench's frames and checks.
+work in C: the subscribers (WebSockets, or roomcast's SSE streams; epoll, one
+``recvmsg`` per readable socket, the kernel's receive stamp) and the publisher (a fixed
+rate, or a window of unacknowledged publishes), with roomcast bench's frames and checks.
 
 :func:`run_trial` runs it against a started server and returns a report shaped like
 ``roomcast bench --json``'s, as far as RESULTS.md reads one: deliveries and latency
@@ -32,7 +32,17 @@ READY_TIMEOUT = 180.0
 SATURATED = 0.9
 """A client CPU share at or above which the client may have set the pace (report.py's)."""
 PROTOCOLS = ("roomcast", "broadcast")
-"""The bench protocols the reader speaks (WebSocket only)."""
+"""The bench protocols the reader speaks: WebSocket subscribers, and roomcast's SSE."""
+
+
+def drives(protocol: str, scenario: str, workers: int) -> bool:
+    """Whether the reader can drive a case: one server process (it reads one process's
+    CPU); WebSocket subscribers of either protocol, or roomcast's SSE streams."""
+    if workers != 1 or protocol not in PROTOCOLS:
+        return False
+    return scenario == "fanout" or (scenario == "sse" and protocol == "roomcast")
+
+
 PASSED = ("--subscribers", "--duration", "--warmup", "--grace", "--payload-bytes", "--window",
           "--rate")  # fmt: skip
 """``roomcast bench`` options the reader takes as they are (the same meaning)."""
@@ -53,11 +63,19 @@ def build(dest: Path) -> tuple[Path | None, str | None]:
 
 
 def reader_command(
-    exe: Path, ws_url: str, protocol: str, server_pid: int | None, args: Sequence[str]
+    exe: Path,
+    ws_url: str,
+    protocol: str,
+    server_pid: int | None,
+    args: Sequence[str],
+    sse: bool = False,
 ) -> list[str]:
     """The reader's command line: ``args`` are roomcast bench's; the options the reader
-    shares (:data:`PASSED`) go to it as they are, the rest are not its business."""
+    shares (:data:`PASSED`) go to it as they are, the rest are not its business.
+    ``sse``: the subscribers are roomcast SSE streams (the publisher a WebSocket)."""
     command = [str(exe), "--url", ws_url, "--protocol", protocol]
+    if sse:
+        command += ["--sse", "yes"]
     if server_pid:
         command += ["--server-pid", str(server_pid)]
     for i, arg in enumerate(args[:-1]):

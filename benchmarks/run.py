@@ -26,8 +26,8 @@ What it does, in order:
    roomcast's SSE and WebSocket paths and sse-starlette at one fixed rate (``--sse-rate``).
    Where a C compiler is there, the same with the compiled load client (compiled_reader.py)
    instead of ``roomcast bench``: window 16 (in step 3) and window 1 for every
-   single-process WebSocket case it speaks, roomcast at half of its own peak there, and
-   the light rate.
+   single-process WebSocket case it speaks and roomcast's SSE, roomcast at half of its
+   own peak there, and the light rate.
 5. Holds idle connections (WebSockets; SSE streams for roomcast) on fresh servers and
    reads their RSS (``--idle-rounds`` times, default once).
 6. Writes RESULTS.md (results.py renders it) and every trial's JSON.
@@ -59,7 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import CASES, LIMIT, ROOT, SIDE_VENV, Case, environment_for
-from compiled_reader import PROTOCOLS, build, reader_command, run_trial
+from compiled_reader import build, drives, reader_command, run_trial
 from results import cpu_us_per_delivery, render
 from roomcast.bench.procfs import process_tree
 
@@ -302,8 +302,8 @@ def trial(case: Case, scenario: str, args: list[str], ctx: Context) -> dict[str,
         with started(case, ctx, logs) as (port, pid):
             server_cpus = affinity(pid)
             if scenario.endswith(READER) and ctx.reader is not None:
-                command = reader_command(ctx.reader, f"ws://127.0.0.1:{port}/ws",
-                                         case.protocol, pid, args)  # fmt: skip
+                command = reader_command(ctx.reader, f"ws://127.0.0.1:{port}/ws", case.protocol,
+                                         pid, args, sse=case.scenario == "sse")  # fmt: skip
                 report = run_trial(command, ctx.pins.client)
             else:
                 report = bench(case, port, pid, args, out, ctx.pins)
@@ -454,8 +454,8 @@ def main() -> int:
             w16 = [*by_group["fanout"], *by_group["fanout2"], *by_group["sse"]]
             log(f"window 16 (peak): {len(w16)} cases")
             jobs16: list[Job] = [("w16", c, [*common, "--window", "16"]) for c in w16]
-            readable = [c for c in by_group["fanout"]
-                        if c.protocol in PROTOCOLS and c.workers == 1 and reader]  # fmt: skip
+            readable = [c for c in [*by_group["fanout"], *by_group["sse"]]
+                        if reader and drives(c.protocol, c.scenario, c.workers)]  # fmt: skip
             jobs16 += [("w16" + READER, c, [*common, "--window", "16"]) for c in readable]
             run_rounds(jobs16, opts.rounds, ctx, results)
             phases["w16"] = time.monotonic() - mark

@@ -15,9 +15,12 @@
  *      TLS), one after another: the opening handshake (101 and Sec-WebSocket-Accept
  *      checked), then, with --protocol roomcast (the default), a `connect` and a
  *      `subscribe` to --room: a connection is ready at its subscribe reply, whose
- *      offset is its base. With --protocol broadcast (a relaying server, offsets
- *      numbered by the publisher from 1) it is ready once a barrier frame the
- *      publisher sends comes through it;
+ *      offset is its base. With --sse yes (roomcast) a subscriber is a Server-Sent
+ *      Events stream instead, GET <prefix>/rooms/ROOM/events beside the WebSocket
+ *      endpoint <prefix>/ws, ready at its `subscribed` event (the publisher stays a
+ *      WebSocket). With --protocol broadcast (a relaying server, offsets numbered by
+ *      the publisher from 1) it is ready once a barrier frame the publisher sends
+ *      comes through it;
  *   2. opens the publisher's connection (roomcast: `connect`), prints "ready N";
  *   3. publishes to --room at --rate publishes/s (0: as fast as --window allows) with
  *      at most --window unacknowledged, for --warmup then --duration seconds, the data
@@ -66,6 +69,9 @@ struct conn {
     size_t len, cap;
     long long base, expect, count;
     int closed, synced, publisher;
+    int sse, chunked;   /* an SSE subscriber: its body, de-chunked, goes to events */
+    unsigned char *events;
+    size_t events_len, events_cap;
 };
 
 struct record {
@@ -293,7 +299,7 @@ static void on_text(struct conn *c, const unsigned char *p, size_t n, double arr
  * *reply_offset), pings answered. Returns 1 when the wanted reply came, -1 on a
  * protocol error or a close, else 0.
  */
-static int parse(struct conn *c, double arrival, int want_id, long long *reply_offset) {
+static int parse_ws(struct conn *c, double arrival, int want_id, long long *reply_offset) {
     size_t pos = 0;
     int result = 0;
     while (c->len - pos >= 2) {
@@ -357,6 +363,105 @@ static int parse(struct conn *c, double arrival, int want_id, long long *reply_o
     return result;
 }
 
+/* SSE: c's body (de-chunked when chunked) appended to c->events. Returns -1 at the end
+ * of the body or on a malformed chunk, else 0. */
+static int dechunk(struct conn *c) {
+    size_t pos = 0;
+    int result = 0;
+    while (pos < c->len) {
+        size_t take;
+        if (!c->chunked) {
+            take = c->len - pos;
+        } else {
+            unsigned char *line = c->buf + pos, *crlf = (unsigned char *)find(line, c->len - pos, "\r\n");
+            if (!crlf) break;
+            char *end;
+            unsigned long size = strtoul((const char *)line, &end, 16);
+            if ((unsigned char *)end == line || size > MAX_FRAME) {
+                errors++;
+                return -1;
+            }
+            size_t head = (size_t)(crlf - line) + 2;
+            if (size == 0) {
+                result = -1; /* the last chunk: the server ended the stream */
+                pos = c->len;
+                break;
+            }
+            if (c->len - pos < head + size + 2) break;
+            pos += head;
+            take = size;
+        }
+        if (c->events_cap - c->events_len < take) {
+            size_t cap = c->events_cap ? c->events_cap : READ_MIN;
+            while (cap - c->events_len < take) cap *= 2;
+            unsigned char *e = realloc(c->events, cap);
+            if (!e) die(3, "out of memory", NULL);
+            c->events = e, c->events_cap = cap;
+        }
+        memcpy(c->events + c->events_len, c->buf + pos, take);
+        c->events_len += take;
+        pos += take + (c->chunked ? 2 : 0);
+    }
+    memmove(c->buf, c->buf + pos, c->len - pos);
+    c->len -= pos;
+    return result;
+}
+
+/* The value of field `name` ("data: ") in one SSE event [p, p + n), its length in *len. */
+static const unsigned char *field(const unsigned char *p, size_t n, const char *name, size_t *len) {
+    size_t k = strlen(name);
+    for (size_t at = 0; at + k <= n;) {
+        const unsigned char *nl = memchr(p + at, '\n', n - at);
+        size_t line = nl ? (size_t)(nl - (p + at)) : n - at;
+        if (line >= k && memcmp(p + at, name, k) == 0) {
+            *len = line - k;
+            return p + at + k;
+        }
+        at += line + 1;
+    }
+    return NULL;
+}
+
+/* Every complete event of an SSE subscriber: `message` to on_text; with want_id >= 0
+ * the `subscribed` event, whose offset is returned through *reply_offset (1); `close`
+ * ends it (-1). roomcast ends each event with a blank line ("\n\n"). */
+static int parse_sse(struct conn *c, double arrival, int want_id, long long *reply_offset) {
+    int ended = dechunk(c), result = 0;
+    size_t pos = 0;
+    while (pos < c->events_len) {
+        const unsigned char *p = c->events + pos;
+        const unsigned char *end = find(p, c->events_len - pos, "\n\n");
+        if (!end) break;
+        size_t n = (size_t)(end - p) + 1, kind_len = 0, data_len = 0;
+        const unsigned char *kind = field(p, n, "event: ", &kind_len);
+        const unsigned char *data = field(p, n, "data: ", &data_len);
+        pos += n + 1;
+        if (kind && kind_len == 7 && !memcmp(kind, "message", 7) && data) {
+            on_text(c, data, data_len, arrival);
+        } else if (kind && kind_len == 10 && !memcmp(kind, "subscribed", 10) && data &&
+                   want_id >= 0) {
+            if (reply_offset) *reply_offset = number_after(data, data_len, "\"offset\":");
+            result = 1;
+            want_id = -1;
+        } else if (kind && kind_len == 5 && !memcmp(kind, "close", 5)) {
+            closes++;
+            c->closed = 1;
+            ended = -1;
+            break;
+        } else {
+            other_frames++;
+        }
+    }
+    memmove(c->events, c->events + pos, c->events_len - pos);
+    c->events_len -= pos;
+    return ended < 0 ? -1 : result;
+}
+
+static int parse(struct conn *c, double arrival, int want_id, long long *reply_offset) {
+    if (c->sse) return parse_sse(c, arrival, want_id, reply_offset);
+    return parse_ws(c, arrival, want_id, reply_offset);
+}
+
 /* One read; the arrival stamp of its last segment in *arrival. 0 at EOF, -1 EAGAIN. */
 static ssize_t read_stamped(struct conn *c, double *arrival) {
     reserve(c, READ_MIN);
@@ -415,9 +520,14 @@ static int dial(const char *host, const char *port) {
 static long long await_reply(struct conn *c, int id) {
     long long offset = -1;
     for (;;) {
-        double arrival;
+        double arrival = 0;
+        if (c->len) { /* what came with the response head, or with an earlier reply */
+            int r = parse(c, arrival, id, &offset);
+            if (r < 0) die(3, "setup failed", "the server refused or closed");
+            if (r == 1) return offset;
+        }
         ssize_t n = read_stamped(c, &arrival);
-        if (n == 0 || n < 0) die(3, "no reply during setup", n == 0 ? "connection closed" : "timeout");
+        if (n <= 0) die(3, "no reply during setup", n == 0 ? "connection closed" : "timeout");
         int r = parse(c, arrival, id, &offset);
         if (r < 0) die(3, "setup failed", "the server refused or closed");
         if (r == 1) return offset;
@@ -470,6 +580,44 @@ static void subscribe(struct conn *c, const char *room, const char *token) {
     send_frame(c->fd, 1, (unsigned char *)frame, (size_t)n);
     long long offset = await_reply(c, 1);
     if (offset < 0) die(3, "subscribe", "the reply has no offset");
+    c->base = offset;
+    c->expect = offset + 1;
+}
+
+/* An SSE subscriber: GET <prefix>/rooms/<room>/events, 200 and text/event-stream, then
+ * the `subscribed` event gives its base. */
+static void sse_subscribe(struct conn *c, const char *host, const char *port, const char *prefix,
+                          const char *room, const char *token) {
+    char request[2048], auth[1100] = "";
+    if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    int n = snprintf(request, sizeof request,
+                     "GET %s/rooms/%s/events HTTP/1.1\r\nHost: %s:%s\r\n"
+                     "Accept: text/event-stream\r\n%sUser-Agent: roomcast-bench-reader\r\n\r\n",
+                     prefix, room, host, port, auth);
+    send_all(c->fd, (const unsigned char *)request, (size_t)n);
+    for (;;) {
+        reserve(c, 4096);
+        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (k <= 0) die(3, "SSE", k == 0 ? "connection closed" : strerror(errno));
+        c->len += (size_t)k;
+        const unsigned char *end = find(c->buf, c->len, "\r\n\r\n");
+        if (!end) {
+            if (c->len > 16384) die(3, "SSE", "response head too long");
+            continue;
+        }
+        size_t head = (size_t)(end - c->buf) + 4;
+        if (c->len < 12 || memcmp(c->buf + 9, "200", 3) != 0) {
+            fprintf(stderr, "reader: SSE: %.*s\n", (int)(head < 300 ? head : 300), c->buf);
+            die(3, "SSE", "not 200");
+        }
+        c->chunked = find(c->buf, head, "chunked") != NULL;
+        memmove(c->buf, c->buf + head, c->len - head);
+        c->len -= head;
+        break;
+    }
+    c->sse = 1;
+    long long offset = await_reply(c, 0);
+    if (offset < 0) die(3, "SSE", "the subscribed event has no offset");
     c->base = offset;
     c->expect = offset + 1;
 }
@@ -543,7 +691,8 @@ static double process_cpu(long pid) {
 static void usage(void) {
     die(2, "usage", "reader --url ws://HOST:PORT/PATH --subscribers N [--protocol roomcast|broadcast] "
                     "[--room ROOM] [--token TOKEN] [--rate R] [--window W] [--warmup S] "
-                    "[--duration S] [--grace S] [--payload-bytes N] [--server-pid PID]");
+                    "[--duration S] [--grace S] [--payload-bytes N] [--server-pid PID] "
+                    "[--sse yes|no]");
 }
 
 static int by_value(const void *a, const void *b) {
@@ -593,6 +742,7 @@ static int service(int ep, struct conn *c) {
 int main(int argc, char **argv) {
     const char *url = NULL, *room = "bench", *token = NULL, *protocol = "roomcast";
     long subscribers = 0, window = 16, payload_bytes = 100, server_pid = 0;
+    int sse = 0;
     double rate = 0, warmup = 1, duration = 8, grace = 5;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
@@ -609,11 +759,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--grace")) grace = strtod(v, NULL);
         else if (!strcmp(a, "--payload-bytes")) payload_bytes = strtol(v, NULL, 10);
         else if (!strcmp(a, "--server-pid")) server_pid = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--sse")) sse = !strcmp(v, "yes");
         else usage();
     }
     relaying = !strcmp(protocol, "broadcast");
     if (!url || subscribers <= 0 || window <= 0 || rate < 0 || duration <= 0 || warmup < 0 ||
-        grace < 0 || (!relaying && strcmp(protocol, "roomcast")))
+        grace < 0 || (!relaying && strcmp(protocol, "roomcast")) || (sse && relaying))
         usage();
     if (strncmp(url, "ws://", 5) != 0) die(2, "--url", "ws://host:port/path only");
     char host[256], port[16] = "80", path[512] = "/";
@@ -630,6 +781,10 @@ int main(int argc, char **argv) {
     memcpy(host, h, hostlen);
     host[hostlen] = 0;
     if (slash) snprintf(path, sizeof path, "%s", slash);
+    char prefix[512]; /* SSE streams live beside the WebSocket endpoint: <prefix>/ws */
+    snprintf(prefix, sizeof prefix, "%s", path);
+    size_t plen = strlen(prefix);
+    if (plen >= 3 && !strcmp(prefix + plen - 3, "/ws")) prefix[plen - 3] = 0;
     make_pad(payload_bytes);
 
     struct sigaction sa = {0};
@@ -648,17 +803,22 @@ int main(int argc, char **argv) {
         struct conn *c = &conns[i];
         c->publisher = i == 0;
         c->fd = dial(host, port);
-        upgrade(c, host, port, path);
-        if (relaying) {
-            c->base = 0, c->expect = 1;
-        } else if (c->publisher) {
-            char frame[1024];
-            int n = token ? snprintf(frame, sizeof frame, "{\"op\":\"connect\",\"id\":0,\"token\":\"%s\"}", token)
-                          : snprintf(frame, sizeof frame, "{\"op\":\"connect\",\"id\":0}");
-            send_frame(c->fd, 1, (unsigned char *)frame, (size_t)n);
-            await_reply(c, 0);
+        if (sse && !c->publisher) {
+            sse_subscribe(c, host, port, prefix, room, token);
         } else {
-            subscribe(c, room, token);
+            upgrade(c, host, port, path);
+            if (relaying) {
+                c->base = 0, c->expect = 1;
+            } else if (c->publisher) {
+                char frame[1024];
+                int n = token ? snprintf(frame, sizeof frame,
+                                         "{\"op\":\"connect\",\"id\":0,\"token\":\"%s\"}", token)
+                              : snprintf(frame, sizeof frame, "{\"op\":\"connect\",\"id\":0}");
+                send_frame(c->fd, 1, (unsigned char *)frame, (size_t)n);
+                await_reply(c, 0);
+            } else {
+                subscribe(c, room, token);
+            }
         }
         setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
         struct timeval none = {0, 0};
@@ -746,13 +906,13 @@ int main(int argc, char **argv) {
         deliveries += conns[i].count;
         if (conns[i].expect <= max_acked) missing += max_acked - conns[i].expect + 1;
     }
-    printf("{\"subscribers\":%ld,\"protocol\":\"%s\",\"rate\":%.3f,\"window\":%ld,"
+    printf("{\"subscribers\":%ld,\"protocol\":\"%s\",\"sse\":%s,\"rate\":%.3f,\"window\":%ld,"
            "\"published\":%lld,\"published_in_window\":%lld,\"acked\":%lld,\"refused\":%lld,"
            "\"max_acked\":%lld,\"deliveries\":%lld,\"gaps\":%lld,\"missing\":%lld,"
            "\"regressions\":%lld,\"other_frames\":%lld,\"closed\":%lld,\"errors\":%lld,"
            "\"base_offset\":%lld,\"max_frame\":%lld,\"measured_s\":%.3f,"
            "\"window_start\":%.6f,\"window_stop\":%.6f,\"cpu\":%.4f,\"server_cpu\":",
-           subscribers, protocol, rate, window, sent, sent_in_window, acked, refused, max_acked,
+           subscribers, protocol, sse ? "true" : "false", rate, window, sent, sent_in_window, acked, refused, max_acked,
            deliveries, gaps, missing, regressions, other_frames, closes, errors,
            subscribers ? conns[1].base : -1, max_frame_seen, measured, t_measure, t_stop,
            measured > 0 ? (cpu_at_stop - cpu_at_measure) / measured : 0.0);

@@ -146,6 +146,14 @@ def document() -> dict[str, Any]:
     }
 
 
+def target_rows(results: ModuleType, doc: dict[str, Any]) -> dict[str, list[str]]:
+    """The targets table as {target: [measured, "met |"]}."""
+    return {
+        line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:]
+        for line in results.targets(doc["results"], doc)[2:]
+    }
+
+
 def test_cpu_per_delivery_is_server_cpu_over_the_window_divided_by_deliveries(
     bench_modules: tuple[ModuleType, ModuleType, ModuleType],
 ) -> None:
@@ -206,10 +214,7 @@ def test_latency_timing_of_runs_before_the_option_is_the_read(
 
 def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, ModuleType]) -> None:
     _, results, _ = bench_modules
-    rows = {
-        line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:]
-        for line in results.targets(document()["results"], document())[2:]
-    }
+    rows = target_rows(results, document())
     # 0.52 / 40,000 = 13.0 us against 0.50 / 50,000 = 10.0 us
     assert rows["window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's"] == [
         "1.30x (13.0 µs vs 10.0 µs)", "no |"
@@ -260,18 +265,12 @@ def test_a_saturated_client_over_2x_at_half_the_peak_cannot_tell(
     _, results, _ = bench_modules
     doc = document()
     doc["results"]["half-reader"]["roomcast"] = [fanout(1_300_000, 1.0, 30, client=0.95)]
-    rows = {
-        line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:]
-        for line in results.targets(doc["results"], doc)[2:]
-    }
+    rows = target_rows(results, doc)
     label = HALF_READER
     assert rows[label][0].endswith(": client-bound")
     assert rows[label][1] == "- |"
     doc["results"]["half-reader"]["roomcast"] = [fanout(1_300_000, 1.0, 30, client=0.5)]
-    rows = {
-        line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:]
-        for line in results.targets(doc["results"], doc)[2:]
-    }
+    rows = target_rows(results, doc)
     assert rows[label][1] == "no |"  # not saturated: over 2x is not met
 
 

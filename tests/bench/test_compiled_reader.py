@@ -95,6 +95,16 @@ def test_roomcast_at_a_fixed_rate_every_subscriber_gets_every_acknowledged_messa
     assert report["config"]["latency_at"] == "socket"
 
 
+def test_roomcast_sse_streams_get_every_acknowledged_message(
+    cr: ModuleType, exe: Path, server: ServerProcess
+) -> None:
+    args = ["--subscribers", "10", "--rate", "30", *QUICK]
+    command = cr.reader_command(exe, ws(server), "roomcast", None, args, sse=True)
+    report = run(cr, [*command, "--room", "sse-streams"])
+    assert_intact(report, 10)
+    assert report["reader"]["sse"] is True
+
+
 def test_roomcast_with_a_window_publishes_as_fast_as_acknowledgements_allow(
     cr: ModuleType, exe: Path, server: ServerProcess
 ) -> None:
@@ -139,14 +149,15 @@ def test_a_dropped_message_is_lost_and_a_repeated_one_out_of_order(
     assert report["exit_code"] == 1
 
 
+@pytest.mark.parametrize("sse", [False, True], ids=["websocket", "sse"])
 def test_a_server_that_closes_the_subscribers_is_reported(
-    cr: ModuleType, exe: Path, tmp_path: Path
+    cr: ModuleType, exe: Path, tmp_path: Path, sse: bool
 ) -> None:
     server = start_server(tmp_path, **BENCH_SERVER)
     try:
         args = ["--subscribers", "5", "--rate", "20", "--duration", "3", "--warmup", "0",
                 "--grace", "1"]  # fmt: skip
-        command = cr.reader_command(exe, ws(server), "roomcast", None, args)
+        command = cr.reader_command(exe, ws(server), "roomcast", None, args, sse=sse)
 
         def stop_soon() -> None:
             threading.Event().wait(1.5)
@@ -201,9 +212,19 @@ def test_nothing_listening_and_bad_arguments_end_with_their_codes(
     assert "ws://host:port/path only" in report["failure"]
 
 
+def test_it_drives_one_process_websocket_cases_and_roomcast_sse(cr: ModuleType) -> None:
+    assert cr.drives("roomcast", "fanout", 1)
+    assert cr.drives("broadcast", "fanout", 1)
+    assert cr.drives("roomcast", "sse", 1)
+    assert not cr.drives("broadcast", "sse", 1)  # sse-starlette: published by HTTP POST
+    assert not cr.drives("roomcast", "fanout", 2)  # /proc of one process only
+    assert not cr.drives("socketio", "fanout", 1)
+    assert not cr.drives("roomcast", "idle", 1)
+
+
 def test_its_summary_reads_as_a_bench_report(cr: ModuleType) -> None:
     summary = {
-        "subscribers": 10, "protocol": "roomcast", "rate": 5.0, "window": 16,
+        "subscribers": 10, "protocol": "roomcast", "sse": False, "rate": 5.0, "window": 16,
         "published": 12, "published_in_window": 10, "acked": 12, "refused": 0,
         "max_acked": 12, "deliveries": 119, "gaps": 1, "missing": 0, "regressions": 0,
         "other_frames": 0, "closed": 0, "errors": 0, "base_offset": 0, "max_frame": 200,
