@@ -452,12 +452,8 @@ def half_section(ran: list[Case], results: Results, rates: dict[str, Any], n: in
         "roomcast's window-16 deliveries/s above (a lower bound there makes it lower too).",
         "",
         *_latency_rows(rows),
+        *_half_over_light(half, light),
     ]
-    p_half = _med(half.get("roomcast", []), "latency_ms.p99")
-    p_light = _med(light.get("roomcast", []), "latency_ms.p99")
-    if p_half and p_light:
-        out += ["", f"roomcast's p99 at half its peak is {p_half / p_light:.2f}x its p99 at the "
-                    "light rate."]  # fmt: skip
     return [*out, ""]
 
 
@@ -510,13 +506,19 @@ def reader_section(
             "The half-peak rate is half of roomcast's window-16 deliveries/s in the table above.",
             "",
             *_latency_rows(rows),
+            *_half_over_light(half, light),
         ]
-        p_half = _med(half.get("roomcast", []), "latency_ms.p99")
-        p_light = _med(light.get("roomcast", []), "latency_ms.p99")
-        if p_half and p_light:
-            out += ["", f"roomcast's p99 at half its peak is {p_half / p_light:.2f}x its p99 "
-                        "at the light rate."]  # fmt: skip
     return [*out, ""]
+
+
+def _half_over_light(half: dict[str, Trials], light: dict[str, Trials]) -> list[str]:
+    """The sentence under a half-peak table: roomcast's p99 there over its light-rate p99."""
+    p_half = _med(half.get("roomcast", []), "latency_ms.p99")
+    p_light = _med(light.get("roomcast", []), "latency_ms.p99")
+    if not p_half or not p_light:
+        return []
+    return ["", f"roomcast's p99 at half its peak is {p_half / p_light:.2f}x its p99 at the "
+                "light rate."]  # fmt: skip
 
 
 def _latency_rows(rows: list[tuple[str, float | None, Trials]]) -> list[str]:

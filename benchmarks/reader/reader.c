@@ -388,6 +388,10 @@ static int dechunk(struct conn *c) {
                 break;
             }
             if (c->len - pos < head + size + 2) break;
+            if (memcmp(line + head + size, "\r\n", 2) != 0) { /* a chunk of another size */
+                errors++;
+                return -1;
+            }
             pos += head;
             take = size;
         }
@@ -534,6 +538,28 @@ static long long await_reply(struct conn *c, int id) {
     }
 }
 
+/* Read an HTTP response head into c->buf and check its status code (`status`, three
+ * digits); its length is returned, the bytes after it stay in c->buf. */
+static size_t response_head(struct conn *c, const char *what, const char *status) {
+    for (;;) {
+        reserve(c, 4096);
+        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (k <= 0) die(3, what, k == 0 ? "connection closed" : strerror(errno));
+        c->len += (size_t)k;
+        const unsigned char *end = find(c->buf, c->len, "\r\n\r\n");
+        if (!end) {
+            if (c->len > 16384) die(3, what, "response head too long");
+            continue;
+        }
+        size_t head = (size_t)(end - c->buf) + 4;
+        if (c->len < 12 || memcmp(c->buf + 9, status, 3) != 0) {
+            fprintf(stderr, "reader: %s: %.*s\n", what, (int)(head < 300 ? head : 300), c->buf);
+            die(3, what, "not the status expected");
+        }
+        return head;
+    }
+}
+
 static void upgrade(struct conn *c, const char *host, const char *port, const char *path) {
     unsigned char raw[16];
     char key[32], accept_b64[32], expected[96];
@@ -546,28 +572,14 @@ static void upgrade(struct conn *c, const char *host, const char *port, const ch
                      "Sec-WebSocket-Version: 13\r\nUser-Agent: roomcast-bench-reader\r\n\r\n",
                      path, host, port, key);
     send_all(c->fd, (const unsigned char *)request, (size_t)n);
-    for (;;) {
-        reserve(c, 4096);
-        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (k <= 0) die(3, "handshake", k == 0 ? "connection closed" : strerror(errno));
-        c->len += (size_t)k;
-        const unsigned char *end = find(c->buf, c->len, "\r\n\r\n");
-        if (!end) {
-            if (c->len > 16384) die(3, "handshake", "response head too long");
-            continue;
-        }
-        size_t head = (size_t)(end - c->buf) + 4;
-        if (c->len < 12 || memcmp(c->buf + 9, "101", 3) != 0)
-            die(3, "handshake", "not upgraded (no 101)");
-        snprintf(expected, sizeof expected, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-        unsigned char digest[20];
-        sha1((const unsigned char *)expected, strlen(expected), digest);
-        base64(digest, 20, accept_b64);
-        if (!find(c->buf, head, accept_b64)) die(3, "handshake", "bad Sec-WebSocket-Accept");
-        memmove(c->buf, c->buf + head, c->len - head);
-        c->len -= head;
-        return;
-    }
+    size_t head = response_head(c, "handshake", "101");
+    snprintf(expected, sizeof expected, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    unsigned char digest[20];
+    sha1((const unsigned char *)expected, strlen(expected), digest);
+    base64(digest, 20, accept_b64);
+    if (!find(c->buf, head, accept_b64)) die(3, "handshake", "bad Sec-WebSocket-Accept");
+    memmove(c->buf, c->buf + head, c->len - head);
+    c->len -= head;
 }
 
 static void subscribe(struct conn *c, const char *room, const char *token) {
@@ -595,26 +607,10 @@ static void sse_subscribe(struct conn *c, const char *host, const char *port, co
                      "Accept: text/event-stream\r\n%sUser-Agent: roomcast-bench-reader\r\n\r\n",
                      prefix, room, host, port, auth);
     send_all(c->fd, (const unsigned char *)request, (size_t)n);
-    for (;;) {
-        reserve(c, 4096);
-        ssize_t k = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (k <= 0) die(3, "SSE", k == 0 ? "connection closed" : strerror(errno));
-        c->len += (size_t)k;
-        const unsigned char *end = find(c->buf, c->len, "\r\n\r\n");
-        if (!end) {
-            if (c->len > 16384) die(3, "SSE", "response head too long");
-            continue;
-        }
-        size_t head = (size_t)(end - c->buf) + 4;
-        if (c->len < 12 || memcmp(c->buf + 9, "200", 3) != 0) {
-            fprintf(stderr, "reader: SSE: %.*s\n", (int)(head < 300 ? head : 300), c->buf);
-            die(3, "SSE", "not 200");
-        }
-        c->chunked = find(c->buf, head, "chunked") != NULL;
-        memmove(c->buf, c->buf + head, c->len - head);
-        c->len -= head;
-        break;
-    }
+    size_t head = response_head(c, "SSE", "200");
+    c->chunked = find(c->buf, head, "chunked") != NULL;
+    memmove(c->buf, c->buf + head, c->len - head);
+    c->len -= head;
     c->sse = 1;
     long long offset = await_reply(c, 0);
     if (offset < 0) die(3, "SSE", "the subscribed event has no offset");

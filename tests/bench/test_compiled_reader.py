@@ -6,12 +6,16 @@ about speed."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib
 import shutil
 import signal
+import socket
+import socketserver
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -242,3 +246,110 @@ def test_its_summary_reads_as_a_bench_report(cr: ModuleType) -> None:
     assert report["server"] == {"cpu": 0.25}
     # cpu_us_per_delivery reads config.duration, server.cpu and deliveries
     assert report["config"]["duration"] == 2.0
+
+
+class _Hostile(socketserver.BaseRequestHandler):
+    """Answers one HTTP request with what the test's ``answer`` returns."""
+
+    answer: Callable[[bytes], bytes]
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        conn.sendall(type(self).answer(head))
+        try:  # hold the connection until the reader gives up
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def hostile(answer: Callable[[bytes], bytes]) -> socketserver.ThreadingTCPServer:
+    handler = type("Handler", (_Hostile,), {"answer": staticmethod(answer)})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def upgraded(head: bytes) -> bytes:
+    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"  # fmt: skip
+
+
+def upgraded_and_connected(head: bytes) -> bytes:
+    """A WebSocket upgrade and, at once, the reply to a roomcast ``connect`` (id 0)."""
+    reply = b'{"id":0,"ok":true,"result":{}}'
+    return upgraded(head) + bytes([0x81, len(reply)]) + reply
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        # a masked frame from a server is a protocol error
+        (lambda head: upgraded(head) + bytes([0x81, 0x82, 1, 2, 3, 4, 0, 0]), "setup failed"),
+        # a frame longer than 16 MiB is refused before it is buffered
+        (
+            lambda head: upgraded(head) + bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"),
+            "setup failed",
+        ),
+        # an accept key that is not the key's
+        (
+            lambda head: b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n\r\n",
+            "bad Sec-WebSocket-Accept",
+        ),
+        # a head that never ends
+        (lambda head: b"HTTP/1.1 101 OK\r\n" + b"X: y\r\n" * 3000, "response head too long"),
+    ],
+    ids=["masked-frame", "huge-frame", "bad-accept", "endless-head"],
+)
+def test_a_hostile_websocket_server_fails_the_setup_with_a_reason(
+    cr: ModuleType, exe: Path, answer: Callable[[bytes], bytes], words: str
+) -> None:
+    server = hostile(answer)
+    try:
+        url = f"ws://127.0.0.1:{server.server_address[1]}/ws"
+        report = run(cr, cr.reader_command(exe, url, "roomcast", None, ["--subscribers", "1"]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (report["ok"], report["exit_code"]) == (False, 3)
+    assert words in report["failure"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"zz\r\nnot a chunk\r\n", "setup failed"),  # a chunk size that is no number
+        (b"0\r\n\r\n", "setup failed"),  # the stream ends before its subscribed event
+        (b"5\r\nevent: close\ndata: {}\n\n\r\n", "setup failed"),  # mis-sized chunk
+    ],
+    ids=["bad-chunk-size", "ended", "short-chunk"],
+)
+def test_a_hostile_sse_server_fails_the_setup_with_a_reason(
+    cr: ModuleType, exe: Path, body: bytes, words: str
+) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    connected = upgraded_and_connected  # the publisher's WebSocket is well served
+
+    server = hostile(lambda request: connected(request) if b"GET /ws" in request else head + body)
+    try:
+        url = f"ws://127.0.0.1:{server.server_address[1]}/ws"
+        args = ["--subscribers", "1"]
+        report = run(cr, cr.reader_command(exe, url, "roomcast", None, args, sse=True))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (report["ok"], report["exit_code"]) == (False, 3)
+    assert words in report["failure"]
