@@ -26,8 +26,9 @@ What it does, in order:
    roomcast's SSE and WebSocket paths and sse-starlette at one fixed rate (``--sse-rate``).
    Where a C compiler is there, the same with the compiled load client (compiled_reader.py)
    instead of ``roomcast bench``: window 16 (in step 3) and window 1 for every
-   single-process WebSocket case it speaks and roomcast's SSE, roomcast at half of its
-   own peak there, and the light rate.
+   single-process WebSocket case it speaks and roomcast's SSE, a common fixed rate (half
+   of ``websockets.broadcast()``'s peak there), roomcast at half of its own peak there,
+   and the light rate.
 5. Holds idle connections (WebSockets; SSE streams for roomcast) on fresh servers and
    reads their RSS (``--idle-rounds`` times, default once).
 6. Writes RESULTS.md (results.py renders it) and every trial's JSON.
@@ -488,6 +489,11 @@ def main() -> int:
                 jobs += [("sse-fixed", c, [*common, "--rate", f"{opts.sse_rate:g}"])
                          for c in [*roomcast_ws, *by_group["sse"]]]  # fmt: skip
             jobs += [("w1" + READER, c, [*common, "--window", "1"]) for c in readable]
+            base_read = peak(results, COMMON_RATE_BASE, "w16" + READER)
+            if base_read and reader:
+                rates["fixed_reader"] = round(base_read / 2 / opts.subscribers, 2)
+                jobs += [("fixed" + READER, c, [*common, "--rate", f"{rates['fixed_reader']:.2f}"])
+                         for c in readable if c.scenario == "fanout"]  # fmt: skip
             own_read = peak(results, "roomcast", "w16" + READER)
             if own_read and roomcast and reader:
                 rates["half_reader"] = round(own_read / 2 / opts.subscribers, 2)
