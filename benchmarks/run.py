@@ -453,11 +453,11 @@ def main() -> int:
             ctx = Context(redis_url, tmp, pins, reader)
             mark = time.monotonic()
             w16 = [*by_group["fanout"], *by_group["fanout2"], *by_group["sse"]]
-            log(f"window 16 (peak): {len(w16)} cases")
             jobs16: list[Job] = [("w16", c, [*common, "--window", "16"]) for c in w16]
             readable = [c for c in [*by_group["fanout"], *by_group["sse"]]
                         if reader and drives(c.protocol, c.scenario, c.workers)]  # fmt: skip
             jobs16 += [("w16" + READER, c, [*common, "--window", "16"]) for c in readable]
+            log(f"window 16 (peak): {len(jobs16)} jobs ({len(readable)} by the compiled client)")
             run_rounds(jobs16, opts.rounds, ctx, results)
             phases["w16"] = time.monotonic() - mark
 
