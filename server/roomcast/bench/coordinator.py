@@ -88,6 +88,9 @@ class Outcome:
     interrupted: bool = False
     failure: str | None = None
     aborted_at: float | None = None
+    clock_step: float | None = None
+    """How far the wall clock moved against the monotonic clock from "go" to the end
+    of the window, seconds (0 but for the clocks' rounding; set once the window ends)."""
 
     def measured_seconds(self) -> float:
         """How long the measured window was open (shorter if the run was cut off)."""
@@ -223,7 +226,8 @@ class Coordinator:
             self.broadcast({"cmd": "sync"})
         outcome.joined = self.collect("joined", cfg.setup_timeout + PHASE_SLACK)
 
-        t_go = time.time() + GO_LEAD
+        wall_now, mono_now = time.time(), time.monotonic()
+        t_go = wall_now + GO_LEAD
         t_measure = t_go + cfg.warmup
         t_stop = t_measure + cfg.duration
         outcome.window = (t_measure, t_stop)
@@ -234,6 +238,9 @@ class Coordinator:
         self.phase = "measuring" if cfg.publishes else "holding"
         cpu_start = tree_cpu_seconds(cfg.server_pid) if cfg.server_pid else None
         self.pump_until(t_stop)
+        # The workers schedule on the wall clock (one clock for every process): a step
+        # of it moves their publishes and latencies, and the report says so.
+        outcome.clock_step = (time.time() - wall_now) - (time.monotonic() - mono_now)
         if cfg.server_pid:
             cpu_end = tree_cpu_seconds(cfg.server_pid)
             if cpu_start is not None and cpu_end is not None and cfg.duration > 0:

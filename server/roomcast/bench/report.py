@@ -69,8 +69,19 @@ def _client_cpu(results: list[dict[str, Any]]) -> tuple[float | None, list[float
     return sum(fractions) / len(fractions), [round(f, 3) for f in fractions]
 
 
+CLOCK_STEP = 0.25
+"""Seconds the wall clock may move against the monotonic one in a run before the report
+warns (the rounding of the two clocks is far below it)."""
+
+
 def _warnings(report: dict[str, Any]) -> list[str]:
     warnings = []
+    step = report.get("clock_step_s")
+    if step is not None and abs(step) > CLOCK_STEP:
+        warnings.append(
+            f"the wall clock moved {step:+.2f} s against the monotonic clock during the run: "
+            "publishes are scheduled and latencies timed on the wall clock, so both are off"
+        )
     kinds = report["error_kinds"]
     if report["lost"] or report["duplicated"] or report["out_of_order"]:
         warnings.append(
@@ -159,6 +170,7 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
         "connections": connections,
         "duration_s": round(measured, 3),
         "window": list(outcome.window) if outcome.window else None,
+        "clock_step_s": round(outcome.clock_step, 3) if outcome.clock_step is not None else None,
         "deliveries": deliveries,
         "deliveries_total": sum(r["deliveries"] for r in results),
         "deliveries_per_s": round(deliveries / measured, 1) if measured and cfg.publishes else None,
