@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from roomcast.bench.report import SATURATED
+
 SOURCE = Path(__file__).resolve().parent / "reader" / "reader.c"
 READY_TIMEOUT = 180.0
 """Seconds the reader may take to open and subscribe its connections."""
-SATURATED = 0.9
-"""A client CPU share at or above which the client may have set the pace (report.py's)."""
 PROTOCOLS = ("roomcast", "broadcast")
 """The bench protocols the reader speaks: WebSocket subscribers, and roomcast's SSE."""
 

@@ -483,11 +483,10 @@ def main() -> int:
                 jobs.append(("half", roomcast, [*common, "--rate", f"{rates['half']:.2f}"]))
             jobs += [("light", c, [*common, "--rate", f"{opts.light_rate:g}"])
                      for c in by_group["fanout"] if c.key in LIGHT_CASES]  # fmt: skip
-            roomcast_ws = [c for c in by_group["fanout"] if c.key == "roomcast"]
             if by_group["sse"] and opts.sse_rate > 0:
                 rates["sse_fixed"] = opts.sse_rate
                 jobs += [("sse-fixed", c, [*common, "--rate", f"{opts.sse_rate:g}"])
-                         for c in [*roomcast_ws, *by_group["sse"]]]  # fmt: skip
+                         for c in [roomcast, *by_group["sse"]] if c is not None]  # fmt: skip
             jobs += [("w1" + READER, c, [*common, "--window", "1"]) for c in readable]
             base_read = peak(results, COMMON_RATE_BASE, "w16" + READER)
             if base_read and reader:
