@@ -44,6 +44,7 @@ from .archive import Archive, complete_recovery, extend_page
 from .broker import Broker, HistoryPage, IdempotencyKey, PresenceEntry, Recovery, Unavailable
 from .local_room import LocalRoom, Pending, frame_for, reached
 from .publishing import DurableNotPersisted, submit_duplicate, submit_publish
+from .running import loop_of
 from .stats import STATS
 from .subscriber import Subscriber
 from .supervise import supervised
@@ -81,12 +82,14 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._batched: list[LocalRoom] = []  # rooms whose batch this iteration flushes
         self._flush_hook = self._flush_batches  # one bound method, shared by every subscriber
+        self._loop: asyncio.AbstractEventLoop | None = None  # while started: loop_of()
         broker.bind(self)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
         self.draining = False
+        self._loop = asyncio.get_running_loop()
         await self.broker.start()
         timeout = self.send_timeout
         if timeout is not None:
@@ -100,6 +103,7 @@ class Hub:
                 await self._watchdog
             self._watchdog = None
         await self.broker.stop()
+        self._loop = None
 
     def check_sends(self) -> int:
         """Evict connections whose writer made no progress on a send since the
@@ -175,7 +179,7 @@ class Hub:
             batched = self._batched
             batched.append(local)
             if len(batched) == 1:
-                asyncio.get_running_loop().call_soon(self._flush_batches)
+                loop_of(self._loop).call_soon(self._flush_batches)
 
     def _flush_batches(self) -> None:
         batched, self._batched = self._batched, []

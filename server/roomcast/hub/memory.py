@@ -51,6 +51,7 @@ from .broker import (
     PresenceEntry,
     Recovery,
 )
+from .running import loop_of
 from .supervise import supervised
 
 __all__ = ["EVENT_OVERHEAD", "MemoryBroker", "event_cost", "new_epoch"]
@@ -131,6 +132,7 @@ class MemoryBroker(Broker):
         self._rooms: dict[str, _RoomLog] = {}
         self._subscribed: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # while started: loop_of()
 
     def _room(self, room: str) -> _RoomLog:
         """``room``'s log for a write, made if it is new; BrokerUnavailable when that
@@ -151,6 +153,7 @@ class MemoryBroker(Broker):
         return log
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._sweeper = supervised("roomcast-memory-sweep", self._sweep_forever)
 
     async def stop(self) -> None:
@@ -159,6 +162,7 @@ class MemoryBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        self._loop = None
 
     async def _sweep_forever(self) -> None:
         interval = max(1.0, min(60.0, self.room_ttl / 4))
@@ -226,7 +230,7 @@ class MemoryBroker(Broker):
         idempotency: IdempotencyKey | None = None,
     ) -> asyncio.Future[Event]:
         """Published (and delivered) before this returns: the future is done."""
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Event] = loop_of(self._loop).create_future()
         try:
             future.set_result(self._publish_now(room, data, sender, history_size, idempotency))
         except BrokerUnavailable as exc:  # max_rooms

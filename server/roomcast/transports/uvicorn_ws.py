@@ -113,12 +113,17 @@ class SansIOWriter:
 
 class _Inbox:
     """What uvicorn uses of ``asyncio.Queue``: one reader (the ASGI ``receive``,
-    which waits on :meth:`arrival` itself: :meth:`RoomcastWebSocketProtocol.receive`)."""
+    which waits on :meth:`arrival` itself: :meth:`RoomcastWebSocketProtocol.receive`).
 
-    __slots__ = ("_items", "_waiter")
+    It keeps the connection's loop: ``asyncio.get_running_loop()`` costs a
+    ``getpid()`` system call on every call (CPython checks for a fork), and a
+    connection that receives a frame waits for the next one each time."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._items: list[Any] = []
+        self._loop = loop
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: Any) -> None:
@@ -133,7 +138,7 @@ class _Inbox:
         """Done when the next item is put: wait on it while :meth:`empty`."""
         waiter = self._waiter
         if waiter is None or waiter.done():
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = self._loop.create_future()
         return waiter
 
     def get_nowait(self) -> Any:
@@ -202,6 +207,7 @@ def missing_names(protocol: WebSocketsSansIOProtocol) -> tuple[list[str], list[s
             ("queue (an asyncio.Queue)", isinstance(attr("queue"), asyncio.Queue)),
             ("writable (an asyncio.Event)", isinstance(attr("writable"), asyncio.Event)),
             ("transport", hasattr(protocol, "transport")),
+            ("loop (an asyncio loop)", isinstance(attr("loop"), asyncio.AbstractEventLoop)),
             *((flag, isinstance(attr(flag), bool)) for flag in _FLAGS),
             *((f"conn.{name}", hasattr(conn, name)) for name in ("state", "extensions")),
         )
@@ -263,7 +269,7 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if RoomcastWebSocketProtocol.direct_ok is None:
             _check(self)
         if RoomcastWebSocketProtocol.direct_ok:
-            self.queue = _Inbox()  # type: ignore[assignment]
+            self.queue = _Inbox(self.loop)  # type: ignore[assignment]
             self.writable = _Flag()
 
     _writer: SansIOWriter | None = None  # the connection's, once it has one
