@@ -17,10 +17,10 @@ class DirectRecorder:
         self._changed: Callable[[], object] | None = None
 
     @property
-    def fast_write(self) -> Callable[[bytes], object]:
-        return self._write
+    def transport(self) -> DirectRecorder:
+        return self
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self.fail:
             self.fail = False
             raise OSError("injected: the transport refused the write")

@@ -24,15 +24,15 @@ def wire(text: str) -> bytes:
 
 def test_a_ready_connection_is_written_at_once_and_a_paused_one_queues() -> None:
     sub, rec = direct_subscriber()
-    assert sub.write is not None
+    assert sub.sink is not None
     assert sub.offer('{"reply":1}') is True
     assert rec.writes == [wire('{"reply":1}')]
     assert sub.queued == 0
     rec.writable = False  # flow control paused the transport: the outbox takes over
-    assert sub.write is None
+    assert sub.sink is None
     sub.offer('{"reply":2}')
     rec.writable = True  # resumed, but a frame is queued: it goes first, through the writer
-    assert sub.write is None
+    assert sub.sink is None
     assert sub.pop() == '{"reply":2}'
     sub.offer('{"reply":3}')  # behind the one being sent
     assert sub.pop() == '{"reply":3}'
@@ -45,11 +45,11 @@ async def test_the_writer_catching_up_restores_direct_writes() -> None:
     sub.offer("a")
     rec.writable = True
     assert sub.pop() == "a"
-    assert sub.write is None
+    assert sub.sink is None
     assert sub.pop() is None
     waiting = asyncio.create_task(sub.wait())  # the writer is idle: caught up
     await asyncio.sleep(0)
-    assert sub.write is not None
+    assert sub.sink is not None
     sub.offer("b")
     assert rec.writes == [wire("b")]
     waiting.cancel()
@@ -58,7 +58,7 @@ async def test_the_writer_catching_up_restores_direct_writes() -> None:
 def test_closing_and_eviction_stop_direct_writes() -> None:
     sub, rec = direct_subscriber()
     sub.close(CloseCode.SHUTDOWN)
-    assert sub.write is None
+    assert sub.sink is None
     assert sub.offer("late") is False
     assert rec.writes == []
     sub, rec = direct_subscriber(max_messages=2, writable=False)
@@ -66,7 +66,7 @@ def test_closing_and_eviction_stop_direct_writes() -> None:
         sub.offer(str(n))
     assert sub.close_code is CloseCode.SLOW_CONSUMER
     rec.writable = True
-    assert sub.write is None
+    assert sub.sink is None
 
 
 async def hub_with(subs: list[Subscriber]) -> Hub:

@@ -230,7 +230,7 @@ async def test_a_reader_that_stops_reading_is_paused_then_catches_up_in_order(ht
         stream = await Stream.subscribed(server.port, rcvbuf=4096)
         sub = await server.acall(the_stream_sub(rc))
         sent = 0
-        while sub.write is not None:  # not reading: the transport pauses
+        while sub.sink is not None:  # not reading: the transport pauses
             await server.acall(publish(rc, "feed", 10, size=20_000))
             sent += 10
             assert sent < 5000, "writing never paused"
@@ -240,7 +240,7 @@ async def test_a_reader_that_stops_reading_is_paused_then_catches_up_in_order(ht
         assert await stream.messages(sent + 50, timeout=30) == list(range(1, sent + 51))
         await server.acall(publish(rc, "feed", 5))
         assert await stream.messages(5) == list(range(sent + 51, sent + 56))
-        assert sub.write is not None  # caught up: written directly again
+        assert sub.sink is not None  # caught up: written directly again
         stream.close()
 
 
@@ -257,7 +257,7 @@ async def test_a_stream_of_several_rooms_keeps_its_ids_and_is_not_written_direct
         assert ";b=" in ids[-1]
         assert ids[-1].endswith(":1")
         assert sub.direct is None
-        assert sub.write is None
+        assert sub.sink is None
         await stream.until_comments(2)  # keep-alive comments, through its generator
         stream.close()
 

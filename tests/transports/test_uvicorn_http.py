@@ -64,13 +64,13 @@ class App:
     async def stream(self, direct: Any, seen: dict[str, Any], receive: Any, send: Any) -> None:
         await send(START)
         seen["started"] = direct.ready()
-        direct.fast_write(direct.encode("one\n"))
+        direct.transport.write(direct.encode("one\n"))
         two = b"two\n"
         direct.sending(two)
         seen["sending"] = direct.ready()
         await send(body(two))
         seen["sent"] = direct.ready()
-        direct.fast_write(direct.encode("three\n") + direct.encode("four\n"))
+        direct.transport.write(direct.encode("three\n") + direct.encode("four\n"))
         await send(body(b"", more=False))
         seen["ended"] = direct.ready()
 

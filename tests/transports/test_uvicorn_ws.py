@@ -41,7 +41,7 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             usable = direct is not None and direct.usable and direct.ready()
             await ws.send_text("yes" if usable else "no")
         elif text.startswith("direct:"):
-            direct.fast_write(text_frame(text[7:].encode()) + text_frame(b"second"))
+            direct.transport.write(text_frame(text[7:].encode()) + text_frame(b"second"))
         elif text == "take over shutdown":
             direct.on_shutdown = lambda: asyncio.ensure_future(ws.close(3000, "server shutdown"))
             await ws.send_text("taken")

@@ -109,7 +109,7 @@ class LocalRoom:
     :data:`BATCH_EVENTS` items or :data:`BATCH_CHARS` characters (so an event
     waits behind at most that much). A flush builds the bytes once (one event's
     shared frame, or the batch's frames joined) and writes them to each live
-    subscriber with one call (:attr:`Subscriber.write`); a subscriber that cannot
+    subscriber with one call (``write`` on :attr:`Subscriber.sink`); a subscriber that cannot
     take them directly gets each item offered in order instead. Whoever changes
     :attr:`live` or :attr:`live_sse` flushes first (:meth:`add_live`,
     :meth:`remove`), so an event goes to exactly the subscribers that were live
@@ -189,9 +189,9 @@ def _send(
     rest, sub = iter(subs), None
     try:
         for sub in rest:
-            write = sub.write
-            if write is not None:
-                write(data)
+            sink = sub.sink
+            if sink is not None:
+                sink.write(data)
             else:
                 for text in texts:
                     sub.offer(text)
@@ -202,9 +202,9 @@ def _send(
 
 def _send_one(sub: Subscriber, data: bytes, texts: list[str]) -> None:
     """What :func:`_send`'s loop does for one subscriber."""
-    write = sub.write
-    if write is not None:
-        write(data)
+    sink = sub.sink
+    if sink is not None:
+        sink.write(data)
     else:
         for text in texts:
             sub.offer(text)

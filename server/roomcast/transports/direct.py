@@ -35,12 +35,12 @@ DIRECT = "roomcast.direct"
 
 
 class DirectWriter(DirectWrite, Protocol):
-    """The extension: :class:`DirectWrite` (``fast_write``, ``ready``, ``encode``,
+    """The extension: :class:`DirectWrite` (``transport``, ``ready``, ``encode``,
     ``watch``), plus what the application may only use once it has accepted the
     connection.
 
     The application must check :attr:`usable` before handing the writer to a
-    subscriber, call :attr:`fast_write` only while :meth:`ready` says so (the
+    subscriber, write to :attr:`transport` only while :meth:`ready` says so (the
     ``watch`` callback says when that may have changed), and write only complete
     frames (the server writes nothing of its own in between)."""
 

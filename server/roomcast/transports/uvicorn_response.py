@@ -76,7 +76,7 @@ class ResponseWriter:
         "_send",
         "_shutdown",
         "_started",
-        "fast_write",
+        "transport",
     )
 
     def __init__(self, protocol: Connection, cycle: Any) -> None:
@@ -88,7 +88,7 @@ class ResponseWriter:
         self._changed: Callable[[], object] | None = None
         self._lost: Callable[[], object] | None = None
         self._shutdown: Callable[[], object] | None = None
-        self.fast_write: Callable[[bytes], object] = protocol.transport.write
+        self.transport: asyncio.Transport = protocol.transport
         cycle.send = self.send  # run_asgi passes self.send to the app when it starts
 
     async def send(self, message: Any) -> None:

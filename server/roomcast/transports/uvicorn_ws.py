@@ -75,13 +75,13 @@ class SansIOWriter:
     """The :class:`~.direct.DirectWriter` of one connection of this protocol.
     Handed to the application with the scope; used only once it has accepted."""
 
-    __slots__ = ("_changed", "_flag", "_protocol", "fast_write", "on_shutdown", "usable")
+    __slots__ = ("_changed", "_flag", "_protocol", "on_shutdown", "transport", "usable")
 
     def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
         self._flag = protocol.writable
         self._changed: Callable[[], object] | None = None
-        self.fast_write: Callable[[bytes], object] = protocol.transport.write
+        self.transport: asyncio.Transport = protocol.transport
         self.usable = not protocol.conn.extensions
         """No extension negotiated: shared pre-built frames may be written."""
         self.on_shutdown: Callable[[], object] | None = None

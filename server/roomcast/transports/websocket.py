@@ -121,7 +121,7 @@ async def _write(ws: WebSocket, sub: Subscriber, batch: int) -> None:
                 chunks = [direct.encode(frame)]
                 while len(chunks) < batch and (more := sub.pop()) is not None:
                     chunks.append(direct.encode(more))
-                direct.fast_write(b"".join(chunks))
+                direct.transport.write(b"".join(chunks))
                 continue
             await ws.send_text(frame)
     except (WebSocketDisconnect, RuntimeError, OSError):  # the peer is gone: nothing to say
