@@ -19,7 +19,8 @@ subscribed to ``+switch-master``. On a switch of our service, and on every
 sentinels are asked where the master is), :meth:`RedisSentinelBase._follow_master`
 re-points what is open: the pub/sub link ``main`` connects again when it is
 not connected to the new master (its rooms are held and resynced through the
-gate, as after any drop: redis_resync.py), and the connection pools of the
+gate, as after any drop: redis_resync.py), and again while the connection it
+gets is not to that master (:meth:`RedisSentinelBase._check_link`), and the connection pools of the
 command client and the publish batcher drop their idle connections and the
 busy ones once they are released (no publish is sent twice: a batch in flight
 keeps its connection and its answers, redis_batch.py); once they are re-pointed,
@@ -53,6 +54,11 @@ log = logging.getLogger("roomcast.redis")
 
 SWITCH_MASTER = b"+switch-master"
 """The sentinels' channel: ``<name> <old ip> <old port> <new ip> <new port>``."""
+
+CHECK_PAUSE = 0.02
+"""Seconds between the first looks at whether the link connected again after a
+switch (:meth:`RedisSentinelBase._check_link`); doubling up to :data:`CHECK_PAUSE_CAP`."""
+CHECK_PAUSE_CAP = 1.0
 
 
 class RedisSentinelBase(RedisSlotsBase):
@@ -143,9 +149,9 @@ class RedisSentinelBase(RedisSlotsBase):
         link = self._links.get(MAIN)
         if link is None or link.address == address:
             return
+        serial = link.serial
         link.reconnect()
-        if not link.connected:  # a connect under way may have asked before the switch
-            self._spawn_repoint(self._check_link(link))
+        self._spawn_repoint(self._check_link(link, serial))
 
     async def _repoint_all(self) -> None:
         """Re-point every pool (:meth:`_repoint`), then :meth:`_master_switched`.
@@ -180,9 +186,28 @@ class RedisSentinelBase(RedisSlotsBase):
             for s in shards
         ]
 
-    async def _check_link(self, link: PubSubLink) -> None:
-        """Once ``link`` is up again: still not on the master? Connect again."""
-        if await link.wait_connected(self.timeout) and link.address != self._master:
+    async def _check_link(self, link: PubSubLink, serial: int) -> None:
+        """Follow up ``link.reconnect()``, asked when ``serial`` was its latest
+        connection: once a later connection is up, it must be to the master the
+        sentinels name now. It may not be (a connect under way when the switch came
+        asked the sentinels before it; an answer that lagged the switch): then
+        connect again, until it is there, or the master changes again (that switch
+        has its own check), or the broker stops (which cancels this)."""
+        master = self._master
+        pause = CHECK_PAUSE
+        while True:
+            while link.serial <= serial or not link.connected:
+                await asyncio.sleep(pause)  # the link connects (and backs off) by itself
+                pause = min(pause * 2, CHECK_PAUSE_CAP)
+                if self._master != master:
+                    return
+            if link.address == master or self._master != master:
+                return
+            log.info(
+                "redis pub/sub link came up on %s:%d, not on the master %s:%d: connecting again",
+                *(link.address or ("?", 0)), *(master or ("?", 0)),
+            )  # fmt: skip
+            serial = link.serial
             link.reconnect()
 
     def _spawn_repoint(self, work: Coroutine[Any, Any, None]) -> None:
