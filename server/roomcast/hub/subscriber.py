@@ -49,7 +49,7 @@ from ..protocol.codes import CloseCode
 from .incidents import INCIDENTS
 from .stats import STATS, EvictionReason
 
-__all__ = ["DirectWrite", "Subscriber"]
+__all__ = ["DirectWrite", "Subscriber", "Writable"]
 
 
 class Writable(Protocol):
