@@ -60,12 +60,22 @@ async def test_an_error_known_at_once_waits_behind_the_replies_ahead_of_it() -> 
     assert [r["id"] for r in sent(sub)] == [3]
 
 
-async def test_a_publish_answered_already_is_replied_to_at_once() -> None:
+async def test_publishes_answered_already_are_replied_to_after_the_rooms_flush() -> None:
+    """The memory broker answers at once, and the room's batch is flushed at the end
+    of the loop iteration: the replies follow it, in order, in the same iteration."""
     inflight, sub = new()
-    done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-    done.set_result(event(7))
-    inflight.add(1, done)
-    assert [r["id"] for r in sent(sub)] == [1]
+    loop = asyncio.get_running_loop()
+    replies_at_flush: list[int] = []
+    loop.call_soon(lambda: replies_at_flush.append(len(sent(sub))))  # the hub's flush
+    for rid in (1, 2):
+        done: asyncio.Future[Event] = loop.create_future()
+        done.set_result(event(rid))
+        inflight.add(rid, done)
+    inflight.add_frame('{"id":3,"ok":false}')  # an error after them waits its turn
+    assert sent(sub) == []
+    await asyncio.sleep(0)
+    assert replies_at_flush == [0]
+    assert [r["id"] for r in sent(sub)] == [1, 2, 3]
 
 
 @pytest.mark.timeout(5)

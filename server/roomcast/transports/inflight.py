@@ -14,7 +14,13 @@ Rules that keep the protocol's guarantees:
 * any other request first waits until every publish in flight is answered, so
   a ``history`` or ``unsubscribe`` after a publish sees it, as when requests
   were carried out one by one;
-* replies (and errors) leave in the order the requests arrived.
+* replies (and errors) leave in the order the requests arrived;
+* a publish the broker answered at once (the memory broker) is answered at the
+  end of the loop iteration, after the room's batch (hub/local_room.py) has been
+  written to this process's subscribers: a publisher that waits for each reply
+  cannot run ahead of what its room's sockets have taken. At one publish at a
+  time to 1,000 subscribers that halved the p99 and took 7% off the server's CPU
+  per delivery (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class _Entry:
 
 
 class InFlight:
+    _draining = False  # a drain is scheduled for the end of this loop iteration
+
     def __init__(self, sub: Subscriber, limit: int) -> None:
         self.sub = sub
         self.limit = limit
@@ -75,10 +83,11 @@ class InFlight:
         if self._queue is _EMPTY:
             self._queue = collections.deque()
         self._queue.append(_Entry(rid, pending, None))
-        if pending.done():  # the memory broker: answered at once, right after its event
-            self._drain()
-        else:
+        if not pending.done():
             pending.add_done_callback(self._on_done)
+        elif not self._draining:  # the memory broker: after the room's batch is written
+            self._draining = True  # (its flush was scheduled first: call_soon is FIFO)
+            pending.get_loop().call_soon(self._scheduled_drain)
 
     def add_frame(self, frame: str) -> None:
         """An answer known already (an error), sent after the replies ahead of it."""
@@ -104,6 +113,10 @@ class InFlight:
         self._drain()
 
     def _on_done(self, _: asyncio.Future[Event]) -> None:
+        self._drain()
+
+    def _scheduled_drain(self) -> None:
+        self._draining = False
         self._drain()
 
     def _drain(self) -> None:
