@@ -76,7 +76,6 @@ class ResponseWriter:
         "_send",
         "_shutdown",
         "_started",
-        "transport",
     )
 
     def __init__(self, protocol: Connection, cycle: Any) -> None:
@@ -88,8 +87,12 @@ class ResponseWriter:
         self._changed: Callable[[], object] | None = None
         self._lost: Callable[[], object] | None = None
         self._shutdown: Callable[[], object] | None = None
-        self.transport: asyncio.Transport = protocol.transport
         cycle.send = self.send  # run_asgi passes self.send to the app when it starts
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connection's own (asked for when readiness changes, not per delivery)."""
+        return self._protocol.transport
 
     async def send(self, message: Any) -> None:
         """The cycle's ASGI ``send``, which the application calls: uvicorn's, then

@@ -75,17 +75,21 @@ class SansIOWriter:
     """The :class:`~.direct.DirectWriter` of one connection of this protocol.
     Handed to the application with the scope; used only once it has accepted."""
 
-    __slots__ = ("_changed", "_flag", "_protocol", "on_shutdown", "transport", "usable")
+    __slots__ = ("_changed", "_flag", "_protocol", "on_shutdown", "usable")
 
     def __init__(self, protocol: RoomcastWebSocketProtocol) -> None:
         self._protocol = protocol
         self._flag = protocol.writable
         self._changed: Callable[[], object] | None = None
-        self.transport: asyncio.Transport = protocol.transport
         self.usable = not protocol.conn.extensions
         """No extension negotiated: shared pre-built frames may be written."""
         self.on_shutdown: Callable[[], object] | None = None
         """Set by the application to close the connection itself on server shutdown."""
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connection's own (asked for when readiness changes, not per delivery)."""
+        return self._protocol.transport
 
     def ready(self) -> bool:
         p = self._protocol
