@@ -649,6 +649,11 @@ def targets(results: Results, doc: dict[str, Any]) -> list[str]:
         _at_most("window 1, compiled load client: server CPU/delivery ≤ 1.10x the limit's",
                  cpu(results.get("w1-reader", {}), "roomcast"),
                  cpu(results.get("w1-reader", {}), LIMIT), 1.10, " µs"),
+        _at_most("common fixed rate: roomcast's server CPU/delivery ≤ 1.10x the limit's",
+                 cpu(fixed, "roomcast"), cpu(fixed, LIMIT), 1.10, " µs"),
+        _at_most("common fixed rate, compiled load client: server CPU/delivery ≤ 1.10x the "
+                 "limit's", cpu(results.get("fixed-reader", {}), "roomcast"),
+                 cpu(results.get("fixed-reader", {}), LIMIT), 1.10, " µs"),
         _throughput("window 1: deliveries ≥ 1.4x websockets.broadcast()",
                     w1.get("roomcast", []), w1.get("websockets", []), 1.4),
         _throughput("window 1, compiled load client: deliveries ≥ 1.4x websockets.broadcast()",

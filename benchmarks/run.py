@@ -405,6 +405,11 @@ def main() -> int:
         help="leave out the scenarios driven by the compiled load client (benchmarks/reader)",
     )  # fmt: skip
     parser.add_argument("--skip-install", action="store_true")
+    parser.add_argument(
+        "--render", action="store_true",
+        help="run nothing: write --out again from the trials in --json (after a change to "
+        "how RESULTS.md is written)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--json", type=Path,
@@ -416,6 +421,8 @@ def main() -> int:
         opts.json = (
             DEFAULT_JSON if opts.out.resolve() == DEFAULT_OUT else opts.out.with_suffix(".json")
         )
+    if opts.render:
+        return rerender(opts.json, opts.out)
     only = set(opts.only.split(",")) if opts.only else None
     if only and (unknown := only - {c.key for c in CASES}):
         parser.error(f"--only: unknown case {', '.join(sorted(unknown))} (known: {keys})")
@@ -527,6 +534,16 @@ def main() -> int:
     opts.json.write_text(json.dumps(document, indent=1) + "\n")
     opts.out.write_text(render(document, list(cases)))
     log(f"wrote {opts.out} and {opts.json} after {elapsed / 60:.1f} minutes")
+    return 0
+
+
+def rerender(source: Path, out: Path) -> int:
+    """``--render``: RESULTS.md from a run's JSON, with the cases that run chose."""
+    document = json.loads(source.read_text())
+    only = document.get("options", {}).get("only")
+    keys = None if only in (None, "None") else set(only.split(","))
+    out.write_text(render(document, [c for c in CASES if keys is None or c.key in keys]))
+    log(f"wrote {out} from {source}")
     return 0
 
 

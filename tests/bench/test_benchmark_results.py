@@ -4,8 +4,10 @@ pins the server and the client: both on made-up trials, no server and no timing.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -226,6 +228,12 @@ def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, Mo
     assert rows["window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's"] == [
         "1.30x (13.0 µs vs 10.0 µs)", "no |"
     ]  # fmt: skip
+    # at the common rate: 0.5 / 42,000 = 11.9 us against 0.4 / 42,000 = 9.5 us
+    fixed_cpu = "common fixed rate: roomcast's server CPU/delivery ≤ 1.10x the limit's"
+    assert rows[fixed_cpu] == ["1.25x (11.9 µs vs 9.5 µs)", "no |"]
+    # 0.3 / 100,000 = 3.0 us against 0.28 / 100,000 = 2.8 us
+    fixed_cpu = "common fixed rate, compiled load client: server CPU/delivery ≤ 1.10x the limit's"
+    assert rows[fixed_cpu] == ["1.07x (3.0 µs vs 2.8 µs)", "yes |"]
     # with how far the limit got in the same comparison, and the client's CPU at half
     assert rows["common fixed rate: roomcast's p99 ≤ 0.75x websockets.broadcast()'s"] == [
         "0.67x (20.0 ms vs 30.0 ms; the limit: 0.50x)", "yes |"
@@ -319,3 +327,22 @@ def test_sse_and_websocket_at_one_pace_are_compared_per_delivery(
     assert rows["SSE, window 1: server CPU/delivery ≤ 1.5x roomcast WebSocket's"] == [
         "1.35x (17.5 µs vs 13.0 µs)", "yes |"
     ]  # fmt: skip
+
+
+def test_render_writes_results_md_again_from_a_runs_json_with_the_cases_it_chose(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType], tmp_path: Path
+) -> None:
+    _, results, run = bench_modules
+    doc = document()
+    source, out = tmp_path / "r.json", tmp_path / "R.md"
+    source.write_text(json.dumps(doc))
+    assert run.rerender(source, out) == 0
+    text = out.read_text()
+    assert text == results.render(doc, list(run.CASES))
+    assert "## Targets (issue 19)" in text
+    assert "abc1234" in text
+    doc["options"]["only"] = "roomcast,frame-once"  # as --only wrote it
+    source.write_text(json.dumps(doc))
+    run.rerender(source, out)
+    chosen = [c for c in run.CASES if c.key in {"roomcast", "frame-once"}]
+    assert out.read_text() == results.render(doc, chosen) != text
