@@ -45,8 +45,9 @@ async def test_a_lifespan_whose_redis_refuses_raises_startup_error_naming_the_se
 
 @pytest.mark.parametrize("startup_check", [True, False])
 async def test_a_database_that_cannot_be_opened_stops_the_startup_either_way(
-    tmp_path: Path, startup_check: bool
+    tmp_path: Path, startup_check: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    threads = aiosqlite_threads(monkeypatch)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/no-such-folder/x.db",
         startup_check=startup_check,
@@ -55,6 +56,33 @@ async def test_a_database_that_cannot_be_opened_stops_the_startup_either_way(
         await start(Roomcast(settings))
     assert caught.value.setting == "ROOMCAST_DATABASE_URL"
     assert "unable to open database file" in caught.value.reason
+    # Checked without aiosqlite: its thread for a file that does not open would finish
+    # after the failure, and raise "Event loop is closed" once this test's loop is gone.
+    assert threads == []
+
+
+async def test_a_sqlite_file_that_opens_is_used_through_aiosqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = aiosqlite_threads(monkeypatch)  # the spy sees them when there are any
+    await start(Roomcast(Settings(database_url=sqlite(tmp_path))))
+    assert threads
+    assert (tmp_path / "startup.db").exists()
+
+
+def aiosqlite_threads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """A list that gets an item for each aiosqlite connection thread started from now."""
+    import aiosqlite.core
+
+    started: list[object] = []
+    worker = aiosqlite.core._connection_worker_thread
+
+    def counted(tx: object) -> None:
+        started.append(tx)
+        worker(tx)
+
+    monkeypatch.setattr(aiosqlite.core, "_connection_worker_thread", counted)
+    return started
 
 
 async def test_without_the_check_the_lifespan_starts_and_the_broker_is_not_ready(

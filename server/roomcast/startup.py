@@ -130,9 +130,14 @@ async def check_services(settings: Settings, engine: AsyncEngine, broker: Broker
 async def check_database(settings: Settings, engine: AsyncEngine) -> None:
     """StartupError naming ROOMCAST_DATABASE_URL unless a trivial query answers now
     (within ``database_timeout``). Any error counts: a driver's own (a host name it
-    cannot encode, say) too."""
+    cannot encode, say) too. A SQLite file is opened with the standard library: an
+    aiosqlite connection that fails to open leaves its thread to finish on its own,
+    and that thread raises "Event loop is closed" if the loop has ended by then (a
+    host whose startup fails, a test)."""
     from .db.engine import check_connection
 
+    if check_sqlite(settings):
+        return
     url = settings.database_url.get_secret_value()
     with needs(DATABASE, "the database", secret=url, errors=(Exception,)):
         await check_connection(engine)
@@ -181,8 +186,7 @@ def preflight(settings: Settings) -> None:
             await check_broker(settings, broker)
         engine = make_engine(settings)  # a malformed URL is told here (SettingsError)
         try:
-            if not check_sqlite(settings):  # a SQLite file: checked without aiosqlite
-                await check_database(settings, engine)
+            await check_database(settings, engine)  # a SQLite file: without aiosqlite
         finally:
             await engine.dispose()
 

@@ -156,8 +156,10 @@ def check_sqlite_file(url: str) -> bool:
     """For a SQLite URL with a file, open that file with the standard library and run
     ``SELECT 1`` (raising its error, e.g. ``unable to open database file``) and return
     True; False for any other database (or an in-memory SQLite). Synchronous and
-    without threads: aiosqlite's connection thread could outlive the event loop of
-    ``roomcast serve``'s check and print a traceback on its way out."""
+    without threads: aiosqlite's connection thread, when the file does not open,
+    finishes after the failure is told, and raises "Event loop is closed" from its
+    thread if the loop has ended meanwhile (``roomcast serve``'s check, a host's
+    failed startup)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return False
