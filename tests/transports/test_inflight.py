@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
 from roomcast.hub.broker import BrokerUnavailable
 from roomcast.hub.subscriber import Subscriber
 from roomcast.protocol.events import Event
@@ -60,25 +58,45 @@ async def test_an_error_known_at_once_waits_behind_the_replies_ahead_of_it() -> 
     assert [r["id"] for r in sent(sub)] == [3]
 
 
-async def test_publishes_answered_already_are_replied_to_after_the_rooms_flush() -> None:
+async def test_a_publish_answered_already_is_replied_to_after_the_rooms_flush() -> None:
     """The memory broker answers at once, and the room's batch is flushed at the end
-    of the loop iteration: the replies follow it, in order, in the same iteration."""
+    of the loop iteration: the reply follows it, in the same iteration, and an error
+    known at once after it waits its turn."""
     inflight, sub = new()
     loop = asyncio.get_running_loop()
     replies_at_flush: list[int] = []
-    loop.call_soon(lambda: replies_at_flush.append(len(sent(sub))))  # the hub's flush
-    for rid in (1, 2):
+    loop.call_soon(lambda: replies_at_flush.append(sub.queued))  # the hub's flush
+    done: asyncio.Future[Event] = loop.create_future()
+    done.set_result(event(1))
+    inflight.add(1, done)
+    inflight.add_frame('{"id":2,"ok":false}')
+    assert sub.queued == 0
+    await asyncio.sleep(0)
+    assert replies_at_flush == [0]
+    assert [r["id"] for r in sent(sub)] == [1, 2]
+
+
+async def test_a_second_publish_answered_already_in_one_iteration_sends_the_replies_at_once() -> (
+    None
+):
+    """Two in one loop iteration: the publisher does not wait for each reply, and
+    its replies go out at once (in order), so that it can send more while the batch
+    is written; the drain scheduled for the first finds nothing left."""
+    inflight, sub = new()
+    loop = asyncio.get_running_loop()
+    replies_at_flush: list[int] = []
+    loop.call_soon(lambda: replies_at_flush.append(sub.queued))  # the hub's flush
+    for rid in (1, 2, 3):
         done: asyncio.Future[Event] = loop.create_future()
         done.set_result(event(rid))
         inflight.add(rid, done)
-    inflight.add_frame('{"id":3,"ok":false}')  # an error after them waits its turn
-    assert sent(sub) == []
+        assert sub.queued == (0 if rid == 1 else rid)
     await asyncio.sleep(0)
-    assert replies_at_flush == [0]
+    assert replies_at_flush == [3]
     assert [r["id"] for r in sent(sub)] == [1, 2, 3]
+    assert len(inflight) == 0
 
 
-@pytest.mark.timeout(5)
 async def test_at_the_bound_room_waits_for_the_oldest() -> None:
     inflight, sub = new()
     loop = asyncio.get_running_loop()
