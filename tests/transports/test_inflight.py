@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from roomcast.hub.broker import BrokerUnavailable
 from roomcast.hub.subscriber import Subscriber
 from roomcast.protocol.events import Event
@@ -97,6 +99,7 @@ async def test_a_second_publish_answered_already_in_one_iteration_sends_the_repl
     assert len(inflight) == 0
 
 
+@pytest.mark.timeout(5)
 async def test_at_the_bound_room_waits_for_the_oldest() -> None:
     inflight, sub = new()
     loop = asyncio.get_running_loop()
