@@ -81,6 +81,39 @@ def test_a_worker_that_fails_to_start_makes_serve_exit_3_not_0(
     assert "a worker failed to start" in result.stderr
 
 
+def test_several_workers_whose_app_factory_raises_exit_3_instead_of_restarting(
+    tmp_path: Path,
+) -> None:
+    """``roomcast.run("module:factory", factory=True, workers=2)`` where the host's
+    factory raises in each worker: uvicorn's supervisor restarted such a worker for
+    ever (its exit code was 1); now each worker fails once and the run ends with 3.
+    No Redis is reached: the workers fail before their lifespan."""
+    (tmp_path / "hostapp.py").write_text(
+        "def make():\n    raise RuntimeError('the host factory failed')\n"
+    )
+    (tmp_path / "serve.py").write_text(
+        "import roomcast\n"
+        "if __name__ == '__main__':\n"
+        "    roomcast.run('hostapp:make', factory=True, workers=2, port="
+        f"{free_port()}, settings=roomcast.Settings(redis_url='redis://127.0.0.1:1'))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "serve.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "a worker failed to start" in result.stderr
+    failures = result.stderr.count("RuntimeError: the host factory failed")
+    assert 1 <= failures <= 2, result.stderr[-3000:]  # once per worker, not a restart loop
+
+
 def test_db_upgrade_creates_the_schema_and_reports_an_unreachable_database(tmp_path) -> None:
     import sqlite3
 

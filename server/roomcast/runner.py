@@ -31,6 +31,8 @@ import sys
 import threading
 from typing import Any
 
+from uvicorn.config import STARTUP_FAILURE, Config
+
 from .logs import log_config
 from .settings import Settings, SettingsError
 from .transports.handshake import HTTPProtocol
@@ -94,6 +96,22 @@ def run(app: Any, *, settings: Settings | None = None, **uvicorn_options: Any) -
     run_uvicorn(app, options)
 
 
+class _WorkerConfig(Config):
+    """uvicorn's ``Config`` for several workers, except that an app that fails to load
+    in a worker ends that worker with uvicorn's start-up failure code whatever it
+    raised. uvicorn exits so for an import error or a factory's ``TypeError`` only;
+    anything else a host's factory raises killed the worker with 1, and the
+    supervisor started it again for ever (four times a second, a traceback each).
+    Made in the parent and unpickled in each worker: module-level on purpose."""
+
+    def load(self) -> None:
+        try:
+            super().load()
+        except Exception:
+            logging.getLogger("uvicorn.error").exception("roomcast: the app could not be loaded")
+            sys.exit(STARTUP_FAILURE)
+
+
 def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
     """``uvicorn.run(app, **options)``, except that with several workers a worker that
     fails to start (its lifespan raised: a service gone since the checks) ends the process
@@ -102,16 +120,16 @@ def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
     uvicorn's supervisor stops the other workers when one exits with its start-up
     failure code, then returns normally, so ``uvicorn.run`` would end the process
     with 0 and a process manager (systemd, Docker, Kubernetes) would see a clean stop.
+    An app factory that raises counts as such a failure too (:class:`_WorkerConfig`).
     """
     import uvicorn
 
     if (options.get("workers") or 1) <= 1 or not isinstance(app, str):
         uvicorn.run(app, **options)  # exits 3 itself when its one server did not start
         return
-    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(app, **options)
+    config = _WorkerConfig(app, **options)
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     try:
         supervisor.run()
