@@ -31,6 +31,7 @@ import sys
 import threading
 from typing import Any
 
+import uvicorn
 from uvicorn.config import STARTUP_FAILURE, Config
 
 from .logs import log_config
@@ -122,12 +123,10 @@ def run_uvicorn(app: Any, options: dict[str, Any]) -> None:
     with 0 and a process manager (systemd, Docker, Kubernetes) would see a clean stop.
     An app factory that raises counts as such a failure too (:class:`_WorkerConfig`).
     """
-    import uvicorn
-
     if (options.get("workers") or 1) <= 1 or not isinstance(app, str):
         uvicorn.run(app, **options)  # exits 3 itself when its one server did not start
         return
-    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors import Multiprocess  # (it imports the reloaders too)
 
     config = _WorkerConfig(app, **options)
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])

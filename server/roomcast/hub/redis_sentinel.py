@@ -18,11 +18,11 @@ subscribed to ``+switch-master``. On a switch of our service, and on every
 (re)connection to a sentinel (a switch may have gone by meanwhile: the
 sentinels are asked where the master is), :meth:`RedisSentinelBase._follow_master`
 re-points what is open: the pub/sub link ``main`` connects again when it is
-not connected to the new master (its rooms are held and resynced through the
-gate, as after any drop: redis_resync.py), and again while the connection it
-gets is not to that master (:meth:`RedisSentinelBase._check_link`), and the connection pools of the
-command client and the publish batcher drop their idle connections and the
-busy ones once they are released (no publish is sent twice: a batch in flight
+not connected to the new master, and again while the connection it gets is not
+to that master (:meth:`RedisSentinelBase._check_link`; its rooms are held and
+resynced through the gate, as after any drop: redis_resync.py); the connection
+pools of the command client and the publish batcher drop their idle connections
+and the busy ones once they are released (no publish is sent twice: a batch in flight
 keeps its connection and its answers, redis_batch.py); once they are re-pointed,
 the batcher's backoff for ``main`` ends (a publish that failed on the old
 master must not keep the first one to the new master waiting). Shard naming
