@@ -162,6 +162,7 @@ def first_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """As in a process whose first connection is still to come (the check runs once)."""
     monkeypatch.setattr(RoomcastWebSocketProtocol, "direct_ok", None)
     monkeypatch.setattr(RoomcastWebSocketProtocol, "forget_ok", None)
+    monkeypatch.setattr(RoomcastWebSocketProtocol, "frames_ok", None)
 
 
 def uvicorn_changed(monkeypatch: pytest.MonkeyPatch, change: Callable[[Any], None]) -> None:
@@ -205,14 +206,17 @@ async def test_missing_names_lists_what_uvicorn_or_websockets_no_longer_has() ->
     config = uvicorn.Config(echo_app, ws="websockets-sansio", lifespan="off", log_config=None)
     config.load()
     protocol = WebSocketsSansIOProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    assert missing_names(protocol) == ([], [])
+    assert missing_names(protocol) == ([], [], [])
     del protocol.close_sent
     protocol.writable = SimpleNamespace()  # type: ignore[assignment]
     protocol.conn.parse = None  # type: ignore[assignment,method-assign]
     assert missing_names(protocol) == (
         ["writable (an asyncio.Event)", "close_sent"],
         ["conn.parse()"],
+        ["close_sent"],
     )
+    del protocol.conn.current_size
+    assert missing_names(protocol)[2] == ["conn.current_size", "close_sent"]
 
 
 @pytest.mark.usefixtures("first_connection")

@@ -65,6 +65,7 @@ from ..peerlog import PEER_LOG, peer_address
 from ..protocol.codes import CloseCode
 from ..protocol.wsframe import text_frame
 from .direct import DIRECT
+from .inbound_frame import whole_text_frame
 
 __all__ = ["DIRECT", "RoomcastWebSocketProtocol", "SansIOWriter", "missing_names"]
 
@@ -195,10 +196,13 @@ class _Flag:
         await waiter
 
 
-def missing_names(protocol: WebSocketsSansIOProtocol) -> tuple[list[str], list[str]]:
+def missing_names(
+    protocol: WebSocketsSansIOProtocol,
+) -> tuple[list[str], list[str], list[str]]:
     """What a freshly made ``protocol`` lacks of the uvicorn and websockets names
     this module relies on: (for the direct writer and the lighter inbox and flag,
-    for forgetting the handshake). Empty lists: all there."""
+    for forgetting the handshake, for reading a whole text frame without
+    websockets' parser). Empty lists: all there."""
 
     def attr(name: str) -> Any:  # in the instance's dictionary, a slot, or a property
         return getattr(protocol, name, None)
@@ -226,7 +230,22 @@ def missing_names(protocol: WebSocketsSansIOProtocol) -> tuple[list[str], list[s
         )
         if not present
     ]
-    return direct, forget
+    frames = [
+        name
+        for name, present in (
+            ("conn.current_size", hasattr(conn, "current_size")),
+            ("conn.max_message_size", hasattr(conn, "max_message_size")),
+            ("conn.max_fragment_size", hasattr(conn, "max_fragment_size")),
+            ("conn.debug", isinstance(getattr(conn, "debug", None), bool)),
+            *((f"conn.{name}", hasattr(conn, name)) for name in ("state", "extensions")),
+            ("conn.reader.buffer", isinstance(getattr(reader, "buffer", None), bytearray)),
+            ("frames (a list)", isinstance(attr("frames"), list)),
+            ("read_paused", isinstance(attr("read_paused"), bool)),
+            ("close_sent", isinstance(attr("close_sent"), bool)),
+        )
+        if not present
+    ]
+    return direct, forget, frames
 
 
 _FLAGS = ("close_sent", "disconnected", "handshake_complete")
@@ -267,6 +286,9 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     what they use (checked on the first connection of the process; None before)."""
     forget_ok: ClassVar[bool | None] = None
     """websockets' parser is the one :meth:`_forget_handshake` knows (same check)."""
+    frames_ok: ClassVar[bool | None] = None
+    """:meth:`data_received` may read a whole text frame itself: websockets' parser
+    and uvicorn's message state have the names it checks (same check)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -332,6 +354,44 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._writer is not None:
             self._writer.changed()
 
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, except that a chunk that is exactly one complete text frame (a
+        client's request, as it usually arrives) is read without websockets' parser
+        when that parser is between frames and would produce the same frame and
+        nothing else (inbound_frame.py); anything else goes to websockets as before."""
+        conn = self.conn
+        if (
+            RoomcastWebSocketProtocol.frames_ok
+            and conn.state is State.OPEN
+            and conn.current_size is None  # no fragmented message under way
+            and not conn.reader.buffer  # nothing of a frame buffered
+            and not conn.extensions
+            and not conn.debug  # websockets logs each frame: leave that to it
+            and not self.frames
+            and not self.close_sent
+        ):
+            size, fragment = conn.max_message_size, conn.max_fragment_size
+            if fragment is not None and (size is None or fragment < size):
+                size = fragment
+            payload = whole_text_frame(data, size)
+            if payload is not None:
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError:
+                    pass  # websockets' parser and send_receive_event_to_app answer it
+                else:
+                    self._to_app(text)
+                    return
+        super().data_received(data)
+
+    def _to_app(self, text: str) -> None:
+        """A text message for the application: queued, reading paused until it is
+        taken (uvicorn's backpressure)."""
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, except that a text message that is not UTF-8 (the peer's error)
         is one line in the peer log (peerlog.py), not an ERROR with a traceback
@@ -349,10 +409,7 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.conn.send_close(CloseCode.INVALID_DATA)
             self.handle_parser_exception()
             return
-        self.queue.put_nowait({"type": "websocket.receive", "text": text})
-        if not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+        self._to_app(text)
 
     async def receive(self) -> Any:
         """uvicorn's, waiting on the inbox itself: an idle connection's task is
@@ -397,11 +454,12 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 def _check(protocol: RoomcastWebSocketProtocol) -> None:
-    """Set the class's ``direct_ok`` and ``forget_ok`` from ``protocol`` (the first
-    connection); log once what is missing."""
-    direct, forget = missing_names(protocol)
+    """Set the class's ``direct_ok``, ``forget_ok`` and ``frames_ok`` from
+    ``protocol`` (the first connection); log once what is missing."""
+    direct, forget, frames = missing_names(protocol)
     RoomcastWebSocketProtocol.direct_ok = not direct
     RoomcastWebSocketProtocol.forget_ok = not forget
+    RoomcastWebSocketProtocol.frames_ok = not frames
     if direct:
         log.warning(
             "WebSocket fast path off: uvicorn's %s changed (no %s); fan-out through ASGI "
@@ -414,4 +472,10 @@ def _check(protocol: RoomcastWebSocketProtocol) -> None:
             "WebSocket handshake state kept: websockets' parser changed (no %s); about "
             "2.5 KB more per connection (docs/operations.md)",
             ", ".join(forget),
+        )
+    if frames:
+        log.warning(
+            "WebSocket frames all read by websockets' parser: websockets or uvicorn "
+            "changed (no %s); a little more CPU per received frame (docs/operations.md)",
+            ", ".join(frames),
         )
