@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from roomcast.protocol import codec
 from roomcast.protocol.codec import (
     DataNotEncodable,
     decode_request,
@@ -129,3 +132,72 @@ def test_integers_beyond_64_bits_are_carried_exactly() -> None:
 def test_what_is_not_json_cannot_be_encoded_and_says_so() -> None:
     with pytest.raises(DataNotEncodable):
         encode_data({"n": object()})
+
+
+PUBLISH_VARIANTS: list[dict[str, Any]] = [
+    {"op": "publish", "id": 1, "room": "chat", "data": {"text": "hi", "n": [1, 2.5, None]}},
+    {"op": "publish", "room": "chat", "data": None},
+    {"op": "publish", "id": None, "room": "a:b", "data": "x", "durable": True},
+    {"op": "publish", "id": 2, "room": "chat", "data": 1, "durable": False, "other": {}},
+    {"op": "publish", "id": 3, "room": "chat", "data": 1, "idempotency_key": None},
+    {"op": "publish", "id": 4, "room": "chat", "data": 1, "idempotency_key": "k-1"},
+    {"op": "publish", "id": 5, "room": "chat", "data": 1, "idempotency_key": "has space"},
+    {"op": "publish", "id": 6, "room": "chat", "data": 1, "idempotency_key": ""},
+    {"op": "publish", "id": 7, "room": "chat", "data": 1, "idempotency_key": 5},
+    {"op": "publish", "id": 8, "room": "chat"},  # no data
+    {"op": "publish", "id": 9, "room": 5, "data": 1},
+    {"op": "publish", "id": 10, "room": "bad room", "data": 1},
+    {"op": "publish", "id": 11, "room": "", "data": 1},
+    {"op": "publish", "id": 12, "room": "x" * 129, "data": 1},
+    {"op": "publish", "id": 13, "data": 1},  # no room
+    {"op": "publish", "id": True, "room": "chat", "data": 1},
+    {"op": "publish", "id": 1.5, "room": "chat", "data": 1},
+    {"op": "publish", "id": "1", "room": "chat", "data": 1},
+    {"op": "publish", "id": 14, "room": "chat", "data": 1, "durable": 1},
+    {"op": "publish", "id": 15, "room": "chat", "data": 1, "durable": None},
+    {"op": "publish", "id": 16, "room": "chat", "data": 1, "durable": "true"},
+    {"op": "publish", "id": 2**70, "room": "chat", "data": 1},
+]
+
+
+def decoded(frame: str) -> tuple[str, Any]:
+    try:
+        request = decode_request(frame)
+    except RequestError as exc:
+        return "error", (exc.code, exc.message, exc.request_id)
+    return "request", (type(request), request.model_dump(), request.model_fields_set, request)
+
+
+@pytest.mark.parametrize("obj", PUBLISH_VARIANTS, ids=lambda obj: repr(obj)[:60])
+def test_a_publish_decodes_as_the_validator_decodes_it(
+    obj: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = json.dumps(obj)
+    fast = decoded(frame)
+    monkeypatch.setattr(codec, "_FAST", False)
+    assert decoded(frame) == fast
+
+
+def test_a_plain_publish_is_not_run_through_the_validator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert codec._FAST  # the installed pydantic builds equal instances the plain way
+    calls: list[Any] = []
+    validate = Publish.model_validate
+    monkeypatch.setattr(Publish, "model_validate", lambda obj: calls.append(obj) or validate(obj))
+    request = decode_request('{"op":"publish","id":1,"room":"r","data":{"a":1}}')
+    assert isinstance(request, Publish)
+    assert request.data == {"a": 1}
+    assert calls == []
+    with pytest.raises(ValidationError):  # frozen, as validated ones are
+        request.room = "other"  # type: ignore[misc]
+    decode_request('{"op":"publish","id":1,"room":"r","data":1,"idempotency_key":"k"}')
+    assert len(calls) == 1  # a key: the validator checks its pattern
+
+
+def test_a_pydantic_that_builds_instances_otherwise_turns_the_plain_way_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert codec._plain_publish_works()
+    monkeypatch.setattr(codec, "_set", lambda obj, name, value: None)  # builds nothing
+    assert not codec._plain_publish_works()
