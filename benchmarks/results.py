@@ -269,6 +269,18 @@ def latency_timing(results: Results) -> str:
     return text
 
 
+def _paired(opts: dict[str, Any]) -> str:
+    """What ``--pair-rounds`` added, for the opening sentence ("" without it)."""
+    more = int(opts.get("pair_rounds", 0))
+    if more <= 0:
+        return ""
+    return (
+        f" (roomcast's and the limit's rows at window 1 and at the common fixed rate: of "
+        f"{int(opts['rounds']) + more} runs, {more} more of those two alone, as the targets "
+        "compare them within 10%, about what one run moves by here)"
+    )
+
+
 def render(doc: dict[str, Any], cases: list[Case]) -> str:
     results: Results = doc["results"]
     opts = doc["options"]
@@ -285,7 +297,9 @@ def render(doc: dict[str, Any], cases: list[Case]) -> str:
         f"Written by `benchmarks/run.py` on {doc['started_at']}"
         + (f" at commit `{doc['commit']}`" if doc.get("commit") else "")
         + f"{minutes}; every figure is the median of {opts['rounds']} runs, interleaved, "
-        "each on a freshly started server. Absolute numbers move by tens of percent between "
+        "each on a freshly started server"
+        + _paired(opts)
+        + ". Absolute numbers move by tens of percent between "
         "runs on this machine; compare the ratios, which were measured in the same run. "
         "`lost/dup/ooo` sums every run.",
         "",
@@ -585,6 +599,26 @@ def _at_most(
     return label, f"{a / b:.2f}x ({a:,.1f}{unit} vs {b:,.1f}{unit}{tail})", a <= factor * b
 
 
+def _per_round(a: Trials, b: Trials) -> str:
+    """The spread of ``a``'s CPU per delivery over ``b``'s, round by round (the
+    trials of one round ran one after the other)."""
+    pairs = zip(a, b, strict=False)  # a failed trial has no figure: its round is left out
+    ratios = sorted(
+        x / y
+        for x, y in ((cpu_us_per_delivery(s), cpu_us_per_delivery(t)) for s, t in pairs)
+        if x is not None and y
+    )
+    if len(ratios) < 2:
+        return ""
+    return f"round by round {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} rounds"
+
+
+def _cpu_target(label: str, scenario: dict[str, Trials], base: str = LIMIT) -> Row:
+    """roomcast's CPU per delivery ≤ 1.10x ``base``'s in ``scenario``."""
+    a, b = scenario.get("roomcast", []), scenario.get(base, [])
+    return _at_most(label, _cpu_per(a), _cpu_per(b), 1.10, " µs", _per_round(a, b))
+
+
 def _limit_context(a: float | None, b: float | None) -> str:
     """The limit row's own ratio in the same comparison: how far a server could get."""
     return f"the limit: {a / b:.2f}x" if a is not None and b else ""
@@ -644,16 +678,13 @@ def targets(results: Results, doc: dict[str, Any]) -> list[str]:
         return _med(scenario.get(key, []), "latency_ms.p99")
 
     rows: list[Row] = [
-        _at_most("window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's",
-                 cpu(w1, "roomcast"), cpu(w1, LIMIT), 1.10, " µs"),
-        _at_most("window 1, compiled load client: server CPU/delivery ≤ 1.10x the limit's",
-                 cpu(results.get("w1-reader", {}), "roomcast"),
-                 cpu(results.get("w1-reader", {}), LIMIT), 1.10, " µs"),
-        _at_most("common fixed rate: roomcast's server CPU/delivery ≤ 1.10x the limit's",
-                 cpu(fixed, "roomcast"), cpu(fixed, LIMIT), 1.10, " µs"),
-        _at_most("common fixed rate, compiled load client: server CPU/delivery ≤ 1.10x the "
-                 "limit's", cpu(results.get("fixed-reader", {}), "roomcast"),
-                 cpu(results.get("fixed-reader", {}), LIMIT), 1.10, " µs"),
+        _cpu_target("window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's", w1),
+        _cpu_target("window 1, compiled load client: server CPU/delivery ≤ 1.10x the limit's",
+                    results.get("w1-reader", {})),
+        _cpu_target("common fixed rate: roomcast's server CPU/delivery ≤ 1.10x the limit's",
+                    fixed),
+        _cpu_target("common fixed rate, compiled load client: server CPU/delivery ≤ 1.10x the "
+                    "limit's", results.get("fixed-reader", {})),
         _throughput("window 1: deliveries ≥ 1.4x websockets.broadcast()",
                     w1.get("roomcast", []), w1.get("websockets", []), 1.4),
         _throughput("window 1, compiled load client: deliveries ≥ 1.4x websockets.broadcast()",

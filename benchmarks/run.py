@@ -28,7 +28,9 @@ What it does, in order:
    instead of ``roomcast bench``: window 16 (in step 3) and window 1 for every
    single-process WebSocket case it speaks and roomcast's SSE, a common fixed rate (half
    of ``websockets.broadcast()``'s peak there), roomcast at half of its own peak there,
-   and the light rate.
+   and the light rate. Then ``--pair-rounds`` more rounds of roomcast and the limit alone
+   at window 1 and at the common fixed rate (both load clients): the targets compare
+   their CPU per delivery within 10%, about as much as one run moves here.
 5. Holds idle connections (WebSockets; SSE streams for roomcast) on fresh servers and
    reads their RSS (``--idle-rounds`` times, default once).
 6. Writes RESULTS.md (results.py renders it) and every trial's JSON.
@@ -250,6 +252,8 @@ class Context:
 
 
 READER = "-reader"
+PAIRED = ("w1", "fixed", "w1" + READER, "fixed" + READER)
+"""The scenarios whose roomcast and limit rows get ``--pair-rounds`` more rounds."""
 """The suffix of a scenario driven by the compiled load client (compiled_reader.py)
 instead of ``roomcast bench``."""
 
@@ -364,6 +368,11 @@ def run_rounds(
             results.setdefault(scenario, {}).setdefault(case.key, []).append(report)
 
 
+def paired(jobs: list[Job]) -> list[Job]:
+    """The jobs of ``--pair-rounds``: roomcast's and the limit's in :data:`PAIRED`."""
+    return [j for j in jobs if j[0] in PAIRED and j[1].key in ("roomcast", LIMIT)]
+
+
 def peak(results: dict[str, dict[str, list[Any]]], key: str, scenario: str = "w16") -> float:
     """The median window-16 deliveries/s of ``key`` (0: not measured)."""
     return _median([t["deliveries_per_s"] for t in results.get(scenario, {}).get(key, [])
@@ -382,6 +391,12 @@ def main() -> int:
         "--idle-rounds", type=int, default=1,
         help="rounds of the idle cases (default 1: RSS per connection varied by ±0%% over "
         "3 rounds, and each idle trial takes a minute or more)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-rounds", type=int, default=4,
+        help="more rounds of roomcast and the limit alone at window 1 and at the common "
+        "fixed rate (both load clients), the rows the 10%% CPU targets compare (default 4: "
+        "a single run of either moves by up to ±10%% on this machine)",
     )  # fmt: skip
     parser.add_argument(
         "--light-rate", type=float, default=10.0,
@@ -509,6 +524,10 @@ def main() -> int:
                          for c in readable if c.key in LIGHT_CASES]  # fmt: skip
             log(f"window 1 and fixed rates ({rates}): {len(jobs)} jobs")
             run_rounds(jobs, opts.rounds, ctx, results)
+            pairs = paired(jobs)
+            if pairs and opts.pair_rounds > 0:
+                log(f"roomcast and the limit, {opts.pair_rounds} more rounds: {len(pairs)} jobs")
+                run_rounds(pairs, opts.pair_rounds, ctx, results)
             phases["w1_and_rates"] = time.monotonic() - mark
 
             mark = time.monotonic()

@@ -281,6 +281,43 @@ def test_the_targets_of_issue_19(bench_modules: tuple[ModuleType, ModuleType, Mo
     assert rows[w1] == ["1.50x", "yes |"]
 
 
+def test_more_rounds_of_roomcast_and_the_limit_are_said_and_read_round_by_round(
+    bench_modules: tuple[ModuleType, ModuleType, ModuleType],
+) -> None:
+    cases, results, run = bench_modules
+    doc = document()
+    doc["options"]["pair_rounds"] = "2"
+    # three rounds of each at window 1: round by round 13/10, 11/10, 10.5/10.5
+    w1 = doc["results"]["w1"]
+    w1["roomcast"] += [fanout(40_000, 0.44, 30), fanout(40_000, 0.42, 30)]
+    w1["frame-once"] = [fanout(40_000, cpu, 25) for cpu in (0.40, 0.40, 0.42)]
+    text = results.render(doc, list(cases.CASES))
+    assert "every figure is the median of 1 runs, interleaved, each on a freshly started " in text
+    assert (
+        "(roomcast's and the limit's rows at window 1 and at the common fixed rate: of 3 "
+        "runs, 2 more of those two alone" in text
+    )
+    rows = target_rows(results, doc)
+    # medians 0.44 / 40,000 = 11.0 us against 0.40 / 40,000 = 10.0 us
+    assert rows["window 1: roomcast's server CPU/delivery ≤ 1.10x the limit's"] == [
+        "1.10x (11.0 µs vs 10.0 µs; round by round 1.00-1.30x over 3 rounds)", "yes |"
+    ]  # fmt: skip
+    # the rounds are of roomcast and the limit alone, in the four scenarios compared
+    by_key = {c.key: c for c in cases.CASES}
+    jobs = [
+        (scenario, by_key[key], [])
+        for scenario in ("w1", "fixed", "w1-reader", "fixed-reader", "half", "sse-fixed")
+        for key in ("roomcast", "frame-once", "websockets", "roomcast-sse")
+    ]
+    assert [(j[0], j[1].key) for j in run.paired(jobs)] == [
+        (scenario, key)
+        for scenario in ("w1", "fixed", "w1-reader", "fixed-reader")
+        for key in ("roomcast", "frame-once")
+    ]
+    doc["options"].pop("pair_rounds")  # a run from before the option: nothing said
+    assert "of 3 runs, 2 more" not in results.render(doc, list(cases.CASES))
+
+
 def test_a_saturated_client_over_2x_at_half_the_peak_cannot_tell(
     bench_modules: tuple[ModuleType, ModuleType, ModuleType],
 ) -> None:
