@@ -24,6 +24,9 @@ When the application has set :attr:`DirectWriter.on_shutdown`, that is called
 instead, and the application closes the connection itself (roomcast's drain:
 queued frames, then 3000); uvicorn then waits for it as for any connection.
 
+A chunk of received bytes that is exactly one whole text frame (a client's
+request, as it usually arrives) is read without websockets' parser while that
+parser is between frames (inbound_frame.py); every other frame goes through it.
 Everything else (accept, replies, pings, close) goes through uvicorn as usual.
 uvicorn writes the output of every protocol action at once, so nothing of its
 own is waiting to be written when a direct write goes out: the frame order on
