@@ -72,7 +72,7 @@ def test_this_platform_stamps_reads() -> None:
 async def test_a_read_late_is_stamped_when_its_bytes_arrived() -> None:
     # The server is a thread: it writes while the client's event loop is blocked.
     listener = socket.create_server(("127.0.0.1", 0))
-    go = threading.Event()
+    go, sent = threading.Event(), threading.Event()
     sent_at: list[float] = []
 
     def server() -> None:
@@ -81,6 +81,7 @@ async def test_a_read_late_is_stamped_when_its_bytes_arrived() -> None:
             go.wait(10)
             sent_at.append(time.time())
             conn.sendall(b"early")
+            sent.set()
             time.sleep(1)
 
     thread = threading.Thread(target=server, daemon=True)
@@ -88,6 +89,7 @@ async def test_a_read_late_is_stamped_when_its_bytes_arrived() -> None:
     try:
         transport, protocol = await connect(listener.getsockname()[1])
         go.set()
+        assert sent.wait(10)  # on a busy machine the thread may take a while to send
         time.sleep(0.5)  # noqa: ASYNC251 (the client is busy: the bytes wait on its socket)
         await asyncio.wait_for(protocol.arrived.wait(), 5)
         data, arrival, read = protocol.reads[0]
