@@ -252,10 +252,10 @@ class Context:
 
 
 READER = "-reader"
-PAIRED = ("w1", "fixed", "w1" + READER, "fixed" + READER)
-"""The scenarios whose roomcast and limit rows get ``--pair-rounds`` more rounds."""
 """The suffix of a scenario driven by the compiled load client (compiled_reader.py)
 instead of ``roomcast bench``."""
+PAIRED = ("w1", "fixed", "w1" + READER, "fixed" + READER)
+"""The scenarios whose roomcast and limit rows get ``--pair-rounds`` more rounds."""
 
 
 @contextlib.contextmanager
