@@ -1,13 +1,13 @@
 """Fan-out when a subscriber raises: the others still get the event, once.
 
-The hub's fan-out loop (the flush of a room's batch, local_room.py) is the hot
-path: one attribute and one call per subscriber and nothing else. It walks an
-explicit iterator inside one ``try`` around the whole loop, which costs nothing
-until something raises (CPython 3.11's zero-cost exceptions). Nothing a
+The hub's fan-out loop (the flush of a room's batch, local_room.py and
+audience.py) is the hot path: one call per subscriber and nothing else. It walks
+an explicit iterator inside one ``try`` around the whole loop, which costs
+nothing until something raises (CPython 3.11's zero-cost exceptions). Nothing a
 subscriber's ``write`` or ``offer`` does should raise; if one does (a bug, or
 a transport's ``write`` failing), the loop stops at that subscriber and the hub
 calls :func:`offer_rest` from its ``except`` block, with the subscriber that
-raised and the same iterator:
+raised and the subscribers the loop had not reached yet:
 
 * that subscriber is closed with 1011 (its queued frames dropped): its client
   reconnects and resumes from the last event it received, so it misses
@@ -17,8 +17,8 @@ raised and the same iterator:
   that raised already had it; the iterator does not start over).
 
 The caller's obligation: call it inside the ``except`` block (the log takes the
-traceback from there), with the loop variable's value when the loop stopped
-(None if the iterator itself raised before yielding anything).
+traceback from there), with the subscriber whose call raised (None if the
+iterator itself raised before yielding anything).
 """
 
 from __future__ import annotations

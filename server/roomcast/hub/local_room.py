@@ -10,8 +10,8 @@ import asyncio
 
 from ..protocol.events import Event, Notice, Position
 from ..protocol.httpchunk import http_chunk
+from .audience import Audience
 from .broker import Recovery
-from .fanout import offer_rest
 from .subscriber import Subscriber
 
 __all__ = ["BATCH_CHARS", "BATCH_EVENTS", "LocalRoom", "Pending", "frame_for", "reached"]
@@ -110,7 +110,8 @@ class LocalRoom:
     waits behind at most that much). A flush builds the bytes once (one event's
     shared frame, or the batch's frames joined) and writes them to each live
     subscriber with one call (``write`` on :attr:`Subscriber.sink`); a subscriber that cannot
-    take them directly gets each item offered in order instead. Whoever changes
+    take them directly gets each item offered in order instead (audience.py, which
+    also keeps the transports it wrote to for the next flush). Whoever changes
     :attr:`live` or :attr:`live_sse` flushes first (:meth:`add_live`,
     :meth:`remove`), so an event goes to exactly the subscribers that were live
     when it was delivered.
@@ -119,8 +120,8 @@ class LocalRoom:
     __slots__ = ("batch", "batch_chars", "live", "live_sse", "pending", "ready")
 
     def __init__(self, ready: asyncio.Future[None]) -> None:
-        self.live: dict[Subscriber, None] = {}  # get events' text frames (WebSocket)
-        self.live_sse: dict[Subscriber, None] = {}  # get events' sse form
+        self.live = Audience()  # get events' text frames (WebSocket)
+        self.live_sse = Audience()  # get events' sse form
         self.pending: dict[Subscriber, Pending] = {}
         self.ready = ready
         self.batch: list[Event | Notice] | None = None
@@ -152,22 +153,22 @@ class LocalRoom:
         one = items[0] if len(items) == 1 else None
         if self.live:
             data = one.wire if one else b"".join([item.wire for item in items])
-            _send(self.live, data, [item.frame for item in items], items)
+            self.live.send(data, [item.frame for item in items], items)
         if self.live_sse:
             texts = [item.sse for item in items]
             data = one.sse_wire if one else http_chunk("".join(texts).encode())  # one chunk
-            _send(self.live_sse, data, texts, items)
+            self.live_sse.send(data, texts, items)
 
     def add_live(self, sub: Subscriber) -> None:
         self.flush()  # the batch was delivered before ``sub`` went live
-        (self.live_sse if sub.sse else self.live)[sub] = None
+        (self.live_sse if sub.sse else self.live).add(sub)
 
     def remove(self, sub: Subscriber) -> bool:
         """Take ``sub`` out of the room, live or pending; whether it was in."""
         if sub in self.live or sub in self.live_sse:
             self.flush()  # what was delivered while it was in
-            self.live.pop(sub, None)
-            self.live_sse.pop(sub, None)
+            self.live.discard(sub)
+            self.live_sse.discard(sub)
             return True
         return self.pending.pop(sub, None) is not None
 
@@ -177,34 +178,3 @@ BATCH_EVENTS = 64
 loop iteration): the most an event waits behind, with :data:`BATCH_CHARS`."""
 BATCH_CHARS = 64 * 1024
 """Characters of the batch's frames past which it is flushed at once."""
-
-
-def _send(
-    subs: dict[Subscriber, None], data: bytes, texts: list[str], items: list[Event | Notice]
-) -> None:
-    """Write ``data`` (the items' shared bytes) to each subscriber that takes it
-    directly; offer the others each text in order. The hot path of fan-out: one
-    attribute and one call per subscriber. See fanout.py for a subscriber that
-    raises."""
-    rest, sub = iter(subs), None
-    try:
-        for sub in rest:
-            sink = sub.sink
-            if sink is not None:
-                sink.write(data)
-            else:
-                for text in texts:
-                    sub.offer(text)
-    except Exception:
-        item: Event | Notice | str = items[0] if len(items) == 1 else "a batch of events"
-        offer_rest(sub, rest, lambda s: _send_one(s, data, texts), item)
-
-
-def _send_one(sub: Subscriber, data: bytes, texts: list[str]) -> None:
-    """What :func:`_send`'s loop does for one subscriber."""
-    sink = sub.sink
-    if sink is not None:
-        sink.write(data)
-    else:
-        for text in texts:
-            sub.offer(text)

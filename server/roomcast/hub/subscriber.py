@@ -9,7 +9,7 @@ the subscriber a :class:`DirectWrite` (:meth:`Subscriber.attach`). While that
 connection is ready (open, not paused by flow control) and nothing is queued,
 being sent, or closing, :attr:`Subscriber.sink` is its transport: the hub's
 fan-out writes an event's shared, pre-built bytes with ``sink.write``, one call
-per subscriber (hub/local_room.py), and :meth:`offer` writes a reply at once.
+per subscriber (hub/audience.py), and :meth:`offer` writes a reply at once.
 The transport tells the subscriber when readiness may have changed
 (:meth:`DirectWrite.watch`), so nothing is checked per delivery. Otherwise
 (:attr:`sink` is None) frames go to the outbox, in order behind what is
@@ -49,7 +49,7 @@ from ..protocol.codes import CloseCode
 from .incidents import INCIDENTS
 from .stats import STATS, EvictionReason
 
-__all__ = ["DirectWrite", "Subscriber", "Writable"]
+__all__ = ["SINKS", "DirectWrite", "SinkChanges", "Subscriber", "Writable"]
 
 
 class Writable(Protocol):
@@ -91,6 +91,22 @@ class DirectWrite(Protocol):
 
 
 log = logging.getLogger("roomcast.hub")
+
+
+class SinkChanges:
+    """How many times any subscriber's :attr:`Subscriber.sink` has changed: a
+    fan-out that recorded the sinks of a room's subscribers uses them again only
+    while this has not moved (audience.py)."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self) -> None:
+        self.changes = 0
+
+
+SINKS = SinkChanges()
+"""Counted by every :class:`Subscriber` of the process, in any hub: a count
+(never reset, nothing else) that only ever makes a fan-out look again."""
 
 _NO_OUTBOX: deque[str] = deque(maxlen=0)
 """The outbox of every subscriber that never queued a frame (under direct writes,
@@ -166,7 +182,8 @@ class Subscriber:
         self.sink: Writable | None = None
         """While the connection takes frames directly and nothing is queued or being
         sent: its transport. The hub's fan-out calls its ``write`` per delivery
-        (hub/local_room.py); None: offer the frame instead."""
+        (hub/audience.py); None: offer the frame instead. Set only through
+        :meth:`_sink_to`, which counts each change in :data:`SINKS`."""
         self._outbox: deque[str] = _NO_OUTBOX  # its own deque from the first frame queued
         self._bytes = 0
         self._credit = 0  # frames queued by offer_replay, not yet sent
@@ -195,9 +212,15 @@ class Subscriber:
             and not self.sending
             and direct.ready()
         ):
-            self.sink = direct.transport
+            self._sink_to(direct.transport)
         else:
-            self.sink = None
+            self._sink_to(None)
+
+    def _sink_to(self, sink: Writable | None) -> None:
+        """Set :attr:`sink`; every change is counted in :data:`SINKS`."""
+        if sink is not self.sink:
+            self.sink = sink
+            SINKS.changes += 1
 
     def offer(self, frame: str) -> bool:
         """Send ``frame`` (written at once when nothing is ahead of it and the
@@ -251,7 +274,7 @@ class Subscriber:
         """
         if self.close_code is not None or not frames:
             return
-        self.sink = None
+        self._sink_to(None)
         size = sum(map(len, frames))
         if self._outbox is _NO_OUTBOX:
             self._outbox = deque()
@@ -279,7 +302,7 @@ class Subscriber:
         """
         if self.close_code is None and not (discard or peer_gone) and self.before_close:
             self.before_close()
-        self.sink = None
+        self._sink_to(None)
         if self.close_code is None:
             self.close_code = code
         if peer_gone:
@@ -309,7 +332,7 @@ class Subscriber:
         self._bytes -= len(frame)
         self.pops += 1
         self.sending = True
-        self.sink = None
+        self._sink_to(None)
         if self._credit:
             self._credit -= 1
             self._credit_bytes = max(0, self._credit_bytes - len(frame))
