@@ -9,16 +9,20 @@ besides the transports themselves, with the cache cold behind the previous
 fan-out's writes. So an audience keeps, beside its subscribers, the list of the
 transports it wrote to last time (:attr:`Audience.writes`) and the subscribers it
 offered to (:attr:`Audience.others`), and uses those lists again while both still
-hold: no subscriber joined or left (the room calls :meth:`Audience.changed`),
-and no subscriber anywhere had its ``sink`` set since (:data:`SINKS`, a counter
+hold: no subscriber joined or left (:meth:`Audience.add`, :meth:`Audience.discard`),
+and no subscriber anywhere had its ``sink`` changed since (:data:`SINKS`, a counter
 every :class:`Subscriber` bumps when its ``sink`` changes). The loop then touches
 only what the frame-once ``transport.write`` loop touches. A fan-out after any
-change walks the subscribers as before and records the lists again as it goes.
+change walks the subscribers as before and records the lists again.
+
+Within one fan-out the lists hold to the end: a transport's ``write`` changes no
+subscriber's ``sink`` but its own (flow control pausing it, after its data was
+taken), and the loop has passed that subscriber by then.
 
 :data:`SINKS` counts changes in every hub of the process (a subscriber need not
 be registered with a hub to be in a room), so a busy process with slow
 subscribers, whose ``sink`` comes and goes with each frame their writer sends,
-walks the subscribers more often; nothing is ever written with a stale list.
+walks the subscribers more often; a list is never used after a change.
 
 A subscriber that raises is handled as fanout.py says.
 """
@@ -91,24 +95,23 @@ class Audience:
     def _send_again(self, data: bytes, texts: list[str], items: list[Event | Notice]) -> None:
         """The lists of the last fan-out still hold: the hot path of fan-out,
         one call per transport."""
-        writes = self.writes
+        writes, writes_to, others = self.writes, self.writes_to, self.others
         rest = iter(writes)
         try:
             for sink in rest:
                 sink.write(data)
         except Exception:
             failed = len(writes) - length_hint(rest) - 1
-            subs = self.writes_to
             self.seen = -1
             offer_rest(
-                subs[failed],
-                chain(subs[failed + 1 :], self.others),
+                writes_to[failed],
+                chain(writes_to[failed + 1 :], others),
                 lambda s: _send_one(s, data, texts),
                 _what(items),
             )
             return
-        if self.others:
-            self._offer(self.others, data, texts, items)
+        if others:
+            self._offer(others, data, texts, items)
 
     def _send_walking(self, data: bytes, texts: list[str], items: list[Event | Notice]) -> None:
         """Read each subscriber's ``sink``, and record the lists for next time
