@@ -1,9 +1,9 @@
 """A WebSocket connection's writer task runs only while something is queued
 (transports/websocket.py ``_Writer``), on a real server with real sockets: replies
 and events go out without one, a replay starts one that ends once it is sent, a
-reader that stops reading is still evicted, and the drain still sends what is
-queued before its 3000. Through ASGI sends (uvicorn's own protocol) the writer,
-once started, stays."""
+reader that stops reading is still evicted, one that pauses and resumes gets every
+event once and in order, and the drain still sends what is queued before its 3000.
+Through ASGI sends (uvicorn's own protocol) the writer, once started, stays."""
 
 from __future__ import annotations
 
@@ -205,3 +205,50 @@ async def test_through_asgi_sends_the_writer_starts_at_the_first_frame_and_stays
             assert len(await server.acall(writer_tasks())) == 1
             assert (await client.request("ping"))["ok"]
         await eventually(server, writer_tasks, [])
+
+
+async def test_a_reader_that_pauses_and_resumes_gets_every_event_once_in_order() -> None:
+    """Events written directly, then queued while the connection is paused, then
+    direct again (the room's fan-out reuses the transports it recorded only while
+    no subscriber's sink changed: hub/audience.py): the reader gets each once, in
+    order, and so does everyone else."""
+    app = standalone(Settings(outbox_max_bytes=64 * 1024 * 1024, outbox_max_messages=10_000))
+    async with LiveServer(app) as server, connect(server.ws_url()) as bystander:
+        rc = roomcast_of(app)
+        paused = await stalled_client(server.port)
+        assert (await request(paused, 1, "subscribe", room="feed:pause"))["ok"]
+        await bystander.subscribe("feed:pause")
+
+        async def publish(first: int, count: int, blob: str = "") -> None:
+            for n in range(first, first + count):
+                await server.acall(rc.publish("feed:pause", {"n": n, "blob": blob}))
+
+        async def receive(count: int) -> list[int]:
+            return [(await bystander.next_event("message"))["data"]["n"] for _ in range(count)]
+
+        await publish(0, 5)  # written directly, the room's transports recorded
+        sent = 5
+        while not await server.acall(writer_tasks()):  # until its writer runs: the
+            assert sent < 400  # socket's buffers are full and the outbox took over
+            await publish(sent, 1, BLOB)
+            sent += 1
+        await publish(sent, 5)  # behind the queue
+        total = sent + 5
+        received = asyncio.ensure_future(receive(total + 5))
+
+        async def read_paused(frames: list[int], upto: int) -> None:
+            async with asyncio.timeout(20):
+                while len(frames) < upto:
+                    frame = json.loads(await paused.recv())
+                    if frame.get("type") == "message":
+                        frames.append(frame["data"]["n"])
+
+        frames: list[int] = []
+        await read_paused(frames, total)
+        assert frames == list(range(total))
+        await eventually(server, writer_tasks, [])  # caught up: written directly again
+        await publish(total, 5)
+        await read_paused(frames, total + 5)
+        assert frames == list(range(total + 5))
+        assert await received == list(range(total + 5))
+        await paused.close()
