@@ -1,5 +1,6 @@
 """A :class:`~roomcast.hub.subscriber.DirectWrite` for tests: keeps what it is
-given, plays flow control with :attr:`writable`, and raises on demand."""
+given, plays flow control with :attr:`writable` (also from inside ``write``, as
+uvloop's transport pauses), and raises on demand."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class DirectRecorder:
     def __init__(self, *, writable: bool = True) -> None:
         self.writes: list[bytes] = []
         self.fail = False  # the next write raises, as a transport refusing it would
+        self.pause_on_write = False  # the next write takes it past its high-water mark
         self._writable = writable
         self._changed: Callable[[], object] | None = None
 
@@ -25,6 +27,9 @@ class DirectRecorder:
             self.fail = False
             raise OSError("injected: the transport refused the write")
         self.writes.append(data)
+        if self.pause_on_write:
+            self.pause_on_write = False
+            self.writable = False
 
     def ready(self) -> bool:
         return self._writable
@@ -48,9 +53,9 @@ class DirectRecorder:
 
 
 def direct_subscriber(
-    name: str = "c", *, max_messages: int = 100, writable: bool = True
+    name: str = "c", *, max_messages: int = 100, writable: bool = True, sse: bool = False
 ) -> tuple[Subscriber, DirectRecorder]:
-    sub = Subscriber(name, "u", max_messages=max_messages, max_bytes=1 << 20)
+    sub = Subscriber(name, "u", max_messages=max_messages, max_bytes=1 << 20, sse=sse)
     recorder = DirectRecorder(writable=writable)
     sub.attach(recorder)
     return sub, recorder

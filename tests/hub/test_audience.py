@@ -15,29 +15,7 @@ from roomcast.hub.subscriber import SINKS, Subscriber
 from roomcast.protocol.codes import CloseCode
 from roomcast.protocol.events import Event
 
-from ..direct_recorder import DirectRecorder
-
-
-class PausingRecorder(DirectRecorder):
-    """A transport whose write takes it past its high-water mark: flow control
-    pauses it from inside ``write``, as uvloop's transport does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pause_on_write = False
-
-    def write(self, data: bytes) -> None:
-        super().write(data)
-        if self.pause_on_write:
-            self.pause_on_write = False
-            self.writable = False
-
-
-def subscriber(name: str, *, sse: bool = False) -> tuple[Subscriber, PausingRecorder]:
-    sub = Subscriber(name, "u", max_messages=100, max_bytes=1 << 20, sse=sse)
-    recorder = PausingRecorder()
-    sub.attach(recorder)
-    return sub, recorder
+from ..direct_recorder import direct_subscriber as subscriber
 
 
 def wire(event: Event, sse: bool) -> bytes:
