@@ -207,12 +207,15 @@ async def test_through_asgi_sends_the_writer_starts_at_the_first_frame_and_stays
         await eventually(server, writer_tasks, [])
 
 
-async def test_a_reader_that_pauses_and_resumes_gets_every_event_once_in_order() -> None:
+@pytest.mark.parametrize("make", [standalone, mounted], ids=["standalone", "mounted"])
+async def test_a_reader_that_pauses_and_resumes_gets_every_event_once_in_order(
+    make: Callable[[Settings], FastAPI],
+) -> None:
     """Events written directly, then queued while the connection is paused, then
     direct again (the room's fan-out reuses the transports it recorded only while
     no subscriber's sink changed: hub/audience.py): the reader gets each once, in
     order, and so does everyone else."""
-    app = standalone(Settings(outbox_max_bytes=64 * 1024 * 1024, outbox_max_messages=10_000))
+    app = make(Settings(outbox_max_bytes=64 * 1024 * 1024, outbox_max_messages=10_000))
     async with LiveServer(app) as server, connect(server.ws_url()) as bystander:
         rc = roomcast_of(app)
         paused = await stalled_client(server.port)
